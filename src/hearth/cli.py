@@ -1,0 +1,139 @@
+"""The ``hearth`` command: serve the API, manage models and keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hearth.catalog.catalog import Catalog, UnknownModel
+from hearth.catalog.provision import ModelStore, PullError
+from hearth.settings import Settings
+
+app = typer.Typer(help="Hearth: the OpenAI API, self-hosted.", no_args_is_help=True)
+models_app = typer.Typer(help="List and pull local models.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(keys_app, name="keys")
+console = Console(stderr=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (HEARTH_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind (HEARTH_PORT).")] = None,
+) -> None:
+    """Start the API server, pulling missing default models first."""
+    import uvicorn
+
+    from hearth.app import create_app
+
+    settings = Settings()
+    if settings.pull_on_start:
+        _pull(settings, settings.default_models)
+    app_ = create_app(settings)
+    uvicorn.run(app_, host=host or settings.host, port=port or settings.port,
+                log_level=settings.log_level, timeout_graceful_shutdown=5)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Every model in the catalog, its aliases and whether it is pulled."""
+    settings = Settings()
+    store = ModelStore(settings.resolved_models_dir)
+    table = Table("model", "kind", "size", "pulled", "aliases")
+    for spec in Catalog.load().models:
+        table.add_row(spec.id, spec.kind, f"{spec.total_bytes / 1e6:.0f} MB",
+                      "yes" if store.is_present(spec) else "no", ", ".join(spec.aliases))
+    Console().print(table)
+
+
+@models_app.command("pull")
+def models_pull(names: Annotated[list[str], typer.Argument(help="Model ids or aliases.")]) -> None:
+    """Fetch models into the models directory, verifying every checksum."""
+    _pull(Settings(), names)
+
+
+def _pull(settings: Settings, names: list[str]) -> None:
+    catalog = Catalog.load()
+    store = ModelStore(settings.resolved_models_dir)
+    for name in names:
+        try:
+            spec = catalog.resolve(name)
+        except UnknownModel:
+            console.print(f"[red]unknown model {name!r}[/red]; `hearth models list` shows them")
+            raise typer.Exit(2) from None
+        if store.is_present(spec):
+            continue
+        try:
+            store.pull(spec, console)
+        except PullError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+        console.print(f"[green]{spec.id} ready[/green] in {store.dir_for(spec)}")
+
+
+def _database():
+    from hearth.store.db import Database
+
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = Database(settings.resolved_database_url)
+    database.migrate()
+    from hearth.firstrun import initialize
+
+    initialize(database, settings.data_dir)
+    return database
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "cli key",
+    project: Annotated[str | None, typer.Option(help="Project id (default: the first).")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="An organization admin key.")] = False,
+) -> None:
+    """Mint a key and print its secret once."""
+    from hearth.store.keys import default_project, mint_key
+    from hearth.store.tables import Project
+
+    with _database().session() as session:
+        target = session.get(Project, project) if project else default_project(session)
+        if target is None:
+            console.print(f"[red]no project {project!r}[/red]")
+            raise typer.Exit(2)
+        minted = mint_key(session, kind="admin" if admin else "project",
+                          organization_id=target.organization_id,
+                          project_id=None if admin else target.id, name=name)
+    console.print(f"created {minted.record.id} ({minted.record.kind})")
+    print(minted.secret)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Keys by id, kind, project and redacted value."""
+    from hearth.store.keys import list_keys
+
+    table = Table("id", "kind", "project", "name", "key", "revoked")
+    with _database().session() as session:
+        for key in list_keys(session):
+            table.add_row(key.id, key.kind, key.project_id or "-", key.name, key.redacted_value,
+                          "yes" if key.revoked_at else "")
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (key_...).")]) -> None:
+    """Revoke a key: requests with it get 401 from then on."""
+    from hearth.store.keys import revoke_key
+
+    with _database().session() as session:
+        if not revoke_key(session, key_id):
+            console.print(f"[red]no active key {key_id!r}[/red]")
+            raise typer.Exit(2)
+    console.print(f"revoked {key_id}")
+
+
+def main() -> None:
+    app()

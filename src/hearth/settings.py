@@ -1,0 +1,67 @@
+"""Runtime configuration, read from ``HEARTH_*`` environment variables.
+
+Every setting has an embedded default so ``hearth serve`` works on a fresh
+machine with no configuration at all: SQLite and blobs under the data
+directory, models under the models directory, CPU inference.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+
+from platformdirs import user_data_path
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class AuthMode(StrEnum):
+    enabled = "enabled"
+    disabled = "disabled"
+
+
+def _default_data_dir() -> Path:
+    return user_data_path("hearth", appauthor=False)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HEARTH_", env_file=None, extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Where state lives: the SQLite database, blobs and the first-run key file.
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    # Where pulled model files live; shared by every data directory on the host.
+    models_dir: Path | None = None
+    # SQLAlchemy URL; empty means SQLite inside data_dir.
+    database_url: str = ""
+
+    auth: AuthMode = AuthMode.enabled
+
+    # Models loaded at start-up (and pulled on first start when missing).
+    default_models: list[str] = ["kokoro-82m"]
+    # Pull missing default models when the server starts.
+    pull_on_start: bool = True
+
+    # Largest JSON request body; multipart routes have their own limits.
+    max_json_body_bytes: int = 8 * MiB
+    max_audio_upload_bytes: int = 25 * MiB
+
+    # Requests waiting for one model beyond this are refused with 429.
+    queue_depth: int = 64
+    # Threads given to each model's inference runtime; 0 lets the runtime decide.
+    inference_threads: int = 0
+
+    log_level: str = "info"
+
+    @cached_property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir or _default_data_dir() / "models"
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'hearth.db'}"
