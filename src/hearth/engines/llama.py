@@ -1,0 +1,405 @@
+"""Chat and text completions on a GGUF model through llama.cpp's own server code.
+
+xllamacpp embeds llama.cpp's C++ server in-process. Its OpenAI handlers already
+apply chat templates, parse tool calls, turn JSON schemas into grammars, sample
+with seeds, and schedule concurrent requests over parallel slots with continuous
+batching, so this module only fills the gaps between those handlers and the
+OpenAI reference and turns llama.cpp's error bodies into exceptions.
+
+Every public method blocks; callers run them on worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import secrets
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import xllamacpp
+
+__all__ = [
+    "ContextLengthExceeded",
+    "EngineFailure",
+    "InvalidRequest",
+    "LlamaEngine",
+    "LlamaError",
+]
+
+Request = dict[str, Any]
+Chunk = dict[str, Any]
+
+# Content part types that need a multimodal projector this engine does not load.
+_MEDIA_PARTS = frozenset({"image_url", "input_audio", "file"})
+# Fill-in-the-middle control tokens used by Qwen2.5-Coder, StarCoder and SmolLM.
+_FIM_TOKENS = ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
+_FIELD_IN_MESSAGE = re.compile(r"Field '([^']+)'")
+_END_OF_STREAM = object()
+
+
+class LlamaError(Exception):
+    """A request llama.cpp refused; `param` names the offending field when known."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class InvalidRequest(LlamaError):
+    """The request is malformed or asks for something this model cannot do."""
+
+
+class ContextLengthExceeded(InvalidRequest):
+    """The prompt plus requested output does not fit the context window."""
+
+
+class EngineFailure(LlamaError):
+    """llama.cpp failed for a reason that is not the client's fault."""
+
+
+class LlamaEngine:
+    """One loaded GGUF model serving up to `n_parallel` requests at once."""
+
+    def __init__(self, model_path: Path, *, n_ctx: int, n_parallel: int, threads: int) -> None:
+        params = xllamacpp.CommonParams()
+        params.model.path = str(model_path)
+        # llama.cpp splits n_ctx across slots; Hearth's n_ctx is the per-request window.
+        params.n_ctx = n_ctx * n_parallel
+        params.n_parallel = n_parallel
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        params.verbosity = 1
+        # The embedded server also listens on loopback; it is only used for
+        # tokenizing, so lock it behind a key nobody else knows.
+        self._key = secrets.token_urlsafe(24)
+        params.api_keys = [self._key]
+        params.port = 0
+        params.n_threads_http = 1
+        self._server = xllamacpp.Server(params)
+        self._address = self._server.listening_address
+        self.context_length = n_ctx
+        self._fim = self._has_fim_tokens()
+
+    # -- chat ----------------------------------------------------------------
+
+    def chat(self, request: Request) -> dict[str, Any]:
+        """Create a chat completion (the body of POST /v1/chat/completions, stream false)."""
+        body, forced_tool = self._chat_body(request, stream=False)
+        response = self._call(self._server.handle_chat_completions, body)
+        if forced_tool:
+            _as_tool_calls(response["choices"])
+        return _finish(response, request)
+
+    def chat_stream(self, request: Request) -> Iterator[Chunk]:
+        """Yield `chat.completion.chunk` objects; closing the iterator stops generation."""
+        body, forced_tool = self._chat_body(request, stream=True)
+        if forced_tool:
+            # The call is short and grammar-bound; its arguments only mean
+            # something once complete, so it is generated whole and then chunked.
+            yield from _completion_as_chunks(self.chat({**request, "stream": False}), request)
+            return
+        for chunk in self._stream(self._server.handle_chat_completions, body):
+            yield _finish(chunk, request)
+
+    def _chat_body(self, request: Request, *, stream: bool) -> tuple[Request, bool]:
+        body = _without(request, "model", "stream", "store", "metadata", "user", "service_tier")
+        _reject_media(body.get("messages", []))
+        if "max_completion_tokens" in body:
+            body["max_tokens"] = body.pop("max_completion_tokens")
+        body["stream"] = stream
+        forced_tool = _forces_tool_call(body)
+        if forced_tool:
+            _constrain_to_tool_call(body)
+        return body, forced_tool
+
+    # -- legacy completions ---------------------------------------------------
+
+    def complete(self, request: Request) -> dict[str, Any]:
+        """Create a text completion (the body of POST /v1/completions, stream false)."""
+        body = self._completion_body(request, stream=False)
+        n = request.get("n") or 1
+        best_of = request.get("best_of") or n
+        wanted_logprobs = request.get("logprobs")
+        if best_of > n:
+            body["n"] = best_of
+            body["logprobs"] = max(wanted_logprobs or 0, 1)
+        response = self._call(self._server.handle_completions, body)
+        if best_of > n:
+            response["choices"] = _best_choices(response["choices"], best_of, n)
+        for choice in response["choices"]:
+            logprobs = choice.get("logprobs") if wanted_logprobs is not None else None
+            choice["logprobs"] = _legacy_logprobs(logprobs)
+            choice["text"] = self._echo(request, choice["index"] // n) + choice["text"]
+        return _finish(response, request)
+
+    def complete_stream(self, request: Request) -> Iterator[Chunk]:
+        """Yield `text_completion` chunks; closing the iterator stops generation."""
+        if (request.get("best_of") or 1) > (request.get("n") or 1):
+            raise InvalidRequest("best_of cannot be used with stream", "best_of")
+        body = self._completion_body(request, stream=True)
+        n = request.get("n") or 1
+        echoed: set[int] = set()
+        for chunk in self._stream(self._server.handle_completions, body):
+            for choice in chunk.get("choices", []):
+                if choice["index"] not in echoed:
+                    echoed.add(choice["index"])
+                    choice["text"] = self._echo(request, choice["index"] // n) + choice["text"]
+                if request.get("logprobs") is not None:
+                    choice["logprobs"] = _legacy_logprobs(choice.get("logprobs"))
+            yield _finish(chunk, request)
+
+    def _completion_body(self, request: Request, *, stream: bool) -> Request:
+        body = _without(request, "model", "stream", "echo", "suffix", "best_of", "user")
+        body["stream"] = stream
+        suffix = request.get("suffix")
+        if suffix:
+            body["prompt"] = self._fill_in_middle(request.get("prompt", ""), suffix)
+        return body
+
+    def _fill_in_middle(self, prompt: Any, suffix: str) -> str:
+        if not self._fim:
+            raise InvalidRequest("this model does not support suffix (fill-in-the-middle)", "suffix")
+        if not isinstance(prompt, str):
+            raise InvalidRequest("suffix needs prompt to be a single string", "prompt")
+        prefix, middle_suffix, middle = _FIM_TOKENS
+        return f"{prefix}{prompt}{middle_suffix}{suffix}{middle}"
+
+    def _echo(self, request: Request, prompt_index: int) -> str:
+        """The prompt text to put before a choice when the client asked for echo."""
+        if not request.get("echo"):
+            return ""
+        prompt = request.get("prompt", "")
+        if isinstance(prompt, str):
+            return prompt
+        if prompt and isinstance(prompt[0], int):
+            return self.detokenize(prompt)
+        item = prompt[prompt_index]
+        return item if isinstance(item, str) else self.detokenize(item)
+
+    # -- tokens and status -----------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of `text` by the model's own tokenizer (special tokens parsed)."""
+        return self._local_post("/tokenize", {"content": text, "parse_special": True})["tokens"]
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return self._local_post("/detokenize", {"tokens": tokens})["content"]
+
+    def active_requests(self) -> int:
+        """How many slots are generating right now."""
+        request = urllib.request.Request(f"{self._address}/slots", headers=self._auth())
+        with urllib.request.urlopen(request) as response:
+            return sum(slot["is_processing"] for slot in json.load(response))
+
+    def _local_post(self, path: str, body: Request) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"{self._address}{path}",
+            data=json.dumps(body).encode(),
+            headers={**self._auth(), "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request) as response:
+            return json.load(response)
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key}"}
+
+    def _has_fim_tokens(self) -> bool:
+        return all(len(self.tokenize(token)) == 1 for token in _FIM_TOKENS)
+
+    # -- calling llama.cpp ------------------------------------------------------
+
+    @staticmethod
+    def _call(handler: Callable[..., Any], body: Request) -> dict[str, Any]:
+        try:
+            response = handler(body)
+        except (RuntimeError, ValueError) as exc:
+            raise InvalidRequest(str(exc)) from exc
+        _raise_for_error(response)
+        return response
+
+    @staticmethod
+    def _stream(handler: Callable[..., Any], body: Request) -> Iterator[Chunk]:
+        """Run a streaming handler on its own thread and hand its chunks over.
+
+        llama.cpp pushes chunks into a callback; returning True from it cancels the
+        task and frees the slot, which is how a consumer that stops iterating
+        (a disconnected client) stops generation.
+        """
+        chunks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        cancelled = threading.Event()
+
+        def on_chunk(chunk: Chunk) -> bool:
+            if cancelled.is_set():
+                return True
+            chunks.put(chunk)
+            return False
+
+        def produce() -> None:
+            try:
+                handler(body, on_chunk)
+            except (RuntimeError, ValueError) as exc:
+                chunks.put(InvalidRequest(str(exc)))
+            finally:
+                chunks.put(_END_OF_STREAM)
+
+        threading.Thread(target=produce, name="llama-stream", daemon=True).start()
+        try:
+            while (item := chunks.get()) is not _END_OF_STREAM:
+                if isinstance(item, LlamaError):
+                    raise item
+                _raise_for_error(item)
+                yield item
+        finally:
+            cancelled.set()
+
+    def close(self) -> None:
+        """Stop llama.cpp's loop and free the model."""
+        del self._server
+
+
+# -- request shaping ----------------------------------------------------------
+
+
+def _without(request: Request, *keys: str) -> Request:
+    return {key: value for key, value in request.items() if key not in keys and value is not None}
+
+
+def _reject_media(messages: list[dict[str, Any]]) -> None:
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list) and any(part.get("type") in _MEDIA_PARTS for part in content):
+            raise InvalidRequest("this model accepts text content parts only", "messages")
+
+
+def _forces_tool_call(body: Request) -> bool:
+    choice = body.get("tool_choice")
+    return bool(body.get("tools")) and (choice == "required" or isinstance(choice, dict))
+
+
+def _constrain_to_tool_call(body: Request) -> None:
+    """Make a required or named tool call certain.
+
+    llama.cpp's tool grammar lets text come before the first call, and small
+    models often answer in prose. The tools stay in the prompt (the template
+    shows them to the model) but the output is bound to one call's JSON.
+    """
+    tools = body["tools"]
+    choice = body.pop("tool_choice")
+    if isinstance(choice, dict):
+        name = choice["function"]["name"]
+        tools = [tool for tool in tools if tool["function"]["name"] == name]
+        if not tools:
+            raise InvalidRequest(f"tool_choice names an unknown function: {name}", "tool_choice")
+    calls = [_call_schema(tool["function"]) for tool in tools]
+    body["tool_choice"] = "none"
+    body.pop("parallel_tool_calls", None)
+    body["response_format"] = {
+        "type": "json_schema",
+        "json_schema": {"name": "tool_call", "schema": calls[0] if len(calls) == 1 else {"anyOf": calls}},
+    }
+
+
+def _call_schema(function: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "name": {"const": function["name"]},
+            "arguments": function.get("parameters") or {"type": "object"},
+        },
+        "required": ["name", "arguments"],
+        "additionalProperties": False,
+    }
+
+
+# -- response shaping ---------------------------------------------------------
+
+
+def _raise_for_error(response: dict[str, Any]) -> None:
+    error = response.get("error")
+    if error is None:
+        return
+    message = error.get("message", "llama.cpp error")
+    if error.get("type") == "exceed_context_size_error":
+        raise ContextLengthExceeded(message, "messages")
+    if error.get("code") == 400 or error.get("type") == "invalid_request_error":
+        field = _FIELD_IN_MESSAGE.search(message)
+        raise InvalidRequest(message, field.group(1) if field else None)
+    raise EngineFailure(message)
+
+
+def _finish(response: dict[str, Any], request: Request) -> dict[str, Any]:
+    """Drop llama.cpp's extra timing data and name the model the client asked for."""
+    response.pop("timings", None)
+    if response.get("object") == "text_completion":
+        # llama.cpp reuses its chat id prefix; the reference uses cmpl- for these.
+        response["id"] = "cmpl-" + response["id"].removeprefix("chatcmpl-")
+    if "model" in request:
+        response["model"] = request["model"]
+    return response
+
+
+def _as_tool_calls(choices: list[dict[str, Any]]) -> None:
+    for choice in choices:
+        message = choice["message"]
+        call = json.loads(message["content"])
+        message["content"] = None
+        message["tool_calls"] = [
+            {
+                "id": f"call_{secrets.token_hex(12)}",
+                "type": "function",
+                "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+            }
+        ]
+        choice["finish_reason"] = "tool_calls"
+
+
+def _completion_as_chunks(completion: dict[str, Any], request: Request) -> Iterator[Chunk]:
+    frame = {key: completion[key] for key in ("id", "created", "model", "system_fingerprint")}
+    frame["object"] = "chat.completion.chunk"
+    for choice in completion["choices"]:
+        message = choice["message"]
+        calls = [{"index": i, **call} for i, call in enumerate(message.get("tool_calls", []))]
+        delta = {"role": "assistant", "content": message.get("content"), "tool_calls": calls}
+        yield {**frame, "choices": [{"index": choice["index"], "delta": delta, "finish_reason": None}]}
+        yield {**frame, "choices": [{"index": choice["index"], "delta": {}, "finish_reason": choice["finish_reason"]}]}
+    if (request.get("stream_options") or {}).get("include_usage"):
+        yield {**frame, "choices": [], "usage": completion["usage"]}
+
+
+def _legacy_logprobs(logprobs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Turn llama.cpp's chat-style token list into the /v1/completions shape."""
+    if not logprobs:
+        return None
+    entries = logprobs.get("content") or []
+    offsets, position = [], 0
+    for entry in entries:
+        offsets.append(position)
+        position += len(entry["token"])
+    return {
+        "tokens": [entry["token"] for entry in entries],
+        "token_logprobs": [entry["logprob"] for entry in entries],
+        "top_logprobs": [{top["token"]: top["logprob"] for top in entry.get("top_logprobs", [])} for entry in entries],
+        "text_offset": offsets,
+    }
+
+
+def _best_choices(choices: list[dict[str, Any]], best_of: int, n: int) -> list[dict[str, Any]]:
+    """OpenAI's best_of: per prompt, keep the n candidates with the best mean token log probability."""
+
+    def mean_logprob(choice: dict[str, Any]) -> float:
+        entries = (choice.get("logprobs") or {}).get("content") or []
+        return sum(entry["logprob"] for entry in entries) / len(entries) if entries else float("-inf")
+
+    ordered = sorted(choices, key=lambda choice: choice["index"])
+    kept = []
+    for start in range(0, len(ordered), best_of):
+        kept += sorted(ordered[start : start + best_of], key=mean_logprob, reverse=True)[:n]
+    for index, choice in enumerate(kept):
+        choice["index"] = index
+    return kept
