@@ -267,7 +267,12 @@ class LlamaEngine:
 
 
 def _without(request: Request, *keys: str) -> Request:
-    return {key: value for key, value in request.items() if key not in keys and value is not None}
+    body = {key: value for key, value in request.items() if key not in keys and value is not None}
+    if "seed" in body:
+        # A prompt prefix reused from the KV cache was computed in a different batch
+        # shape, which shifts logits slightly; recomputing keeps seeded runs repeatable.
+        body.setdefault("cache_prompt", False)
+    return body
 
 
 def _reject_media(messages: list[dict[str, Any]]) -> None:
@@ -346,6 +351,8 @@ def _finish(response: dict[str, Any], request: Request) -> dict[str, Any]:
 
 def _as_tool_calls(choices: list[dict[str, Any]]) -> None:
     for choice in choices:
+        if choice["finish_reason"] == "length":
+            continue  # cut off by max_tokens: the partial JSON stays as content
         message = choice["message"]
         call = json.loads(message["content"])
         message["content"] = None
