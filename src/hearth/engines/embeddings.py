@@ -1,0 +1,156 @@
+"""Sentence embeddings: all-MiniLM-L6-v2 over onnxruntime, mean-pooled and L2-normalized.
+
+The graph is the int8 ONNX export of the sentence-transformers model and the
+tokenizer is the model's own WordPiece ``tokenizer.json``; together they give
+vectors within cosine 0.996 of the float32 PyTorch model. The engine is
+synchronous: the model runner calls it from a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+
+# sentence-transformers runs this model with a 256-token window ([CLS] and [SEP]
+# included) and truncates past it; quality falls off beyond what it was trained
+# on, so longer inputs are refused (as OpenAI refuses them) rather than cut.
+WINDOW = 256
+SPECIAL_TOKENS = 2
+
+# Inputs are sorted by length before batching so each batch pads to nearly its
+# own length; 64 keeps a batch's activations small while amortizing each run.
+BATCH_SIZE = 64
+
+TokenInput = Sequence[int]
+
+
+class InputTooLong(ValueError):
+    """An input holds more tokens than the model reads."""
+
+    def __init__(self, index: int, n_tokens: int, limit: int) -> None:
+        super().__init__(
+            f"Input {index} has {n_tokens} tokens; this model reads at most {limit} tokens per input."
+        )
+        self.index = index
+        self.n_tokens = n_tokens
+        self.limit = limit
+
+
+class InvalidTokens(ValueError):
+    """A token-array input holds ids outside the model's vocabulary."""
+
+    def __init__(self, index: int, vocab_size: int) -> None:
+        super().__init__(
+            f"Input {index} holds token ids outside this model's vocabulary [0, {vocab_size})."
+        )
+        self.index = index
+        self.vocab_size = vocab_size
+
+
+class EmbeddingEngine:
+    """all-MiniLM-L6-v2: 384-dimensional unit vectors for texts or token-id arrays."""
+
+    def __init__(self, model_dir: Path, *, threads: int | None = None) -> None:
+        self._tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
+        # The shipped tokenizer pads and truncates to 128; batching pads here
+        # instead, and overlong inputs must be seen whole to be refused.
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+        self._cls = self._tokenizer.token_to_id("[CLS]")
+        self._sep = self._tokenizer.token_to_id("[SEP]")
+        self.vocab_size = self._tokenizer.get_vocab_size()
+        self._session = ort.InferenceSession(
+            str(model_dir / MODEL_FILE),
+            _session_options(threads),
+            providers=["CPUExecutionProvider"],
+        )
+        self.dimensions: int = self._session.get_outputs()[0].shape[-1]
+        self.max_tokens: int = WINDOW - SPECIAL_TOKENS
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's token ids, without the [CLS]/[SEP] the model adds around them."""
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [encoding.ids for encoding in encodings]
+
+    def split(self, text: str, max_tokens: int) -> list[str]:
+        """Cuts a text at token boundaries into pieces of at most ``max_tokens`` tokens."""
+        offsets = self._tokenizer.encode(text, add_special_tokens=False).offsets
+        if len(offsets) <= max_tokens:
+            return [text]
+        starts = [offsets[i][0] for i in range(0, len(offsets), max_tokens)]
+        return [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)])]
+
+    def embed(
+        self, inputs: Sequence[str] | Sequence[TokenInput], *, dimensions: int | None = None
+    ) -> np.ndarray:
+        """Unit vectors, one row per input, in input order.
+
+        Inputs are all strings or all token-id arrays (ids in this model's
+        vocabulary). ``dimensions`` keeps the leading components and
+        re-normalizes, as OpenAI's ``dimensions`` parameter does.
+        """
+        if dimensions is not None and not 0 < dimensions <= self.dimensions:
+            raise ValueError(f"dimensions must be between 1 and {self.dimensions}")
+        token_ids = self.token_ids(inputs)
+        vectors = np.empty((len(token_ids), self.dimensions), dtype=np.float32)
+        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+        for start in range(0, len(order), BATCH_SIZE):
+            batch = order[start : start + BATCH_SIZE]
+            vectors[batch] = self._embed_batch([token_ids[i] for i in batch])
+        if dimensions is not None and dimensions < self.dimensions:
+            vectors = _normalize(vectors[:, :dimensions])
+        return vectors
+
+    def token_ids(self, inputs: Sequence[str] | Sequence[TokenInput]) -> list[list[int]]:
+        """Validated token ids per input (their lengths are the usage counts)."""
+        if all(isinstance(item, str) for item in inputs):
+            token_ids = self.tokenize(inputs)  # type: ignore[arg-type]
+        else:
+            token_ids = [self._checked_tokens(i, item) for i, item in enumerate(inputs)]
+        for index, ids in enumerate(token_ids):
+            if len(ids) > self.max_tokens:
+                raise InputTooLong(index, len(ids), self.max_tokens)
+        return token_ids
+
+    def _checked_tokens(self, index: int, item: object) -> list[int]:
+        if isinstance(item, str) or not all(isinstance(t, int) for t in item):  # type: ignore[union-attr]
+            raise TypeError("inputs must be all strings or all arrays of integer token ids")
+        ids = list(item)  # type: ignore[call-overload]
+        if any(not 0 <= t < self.vocab_size for t in ids):
+            raise InvalidTokens(index, self.vocab_size)
+        return ids
+
+    def _embed_batch(self, token_ids: list[list[int]]) -> np.ndarray:
+        width = max(len(ids) for ids in token_ids) + SPECIAL_TOKENS
+        input_ids = np.zeros((len(token_ids), width), dtype=np.int64)
+        mask = np.zeros_like(input_ids)
+        for row, ids in enumerate(token_ids):
+            input_ids[row, : len(ids) + SPECIAL_TOKENS] = [self._cls, *ids, self._sep]
+            mask[row, : len(ids) + SPECIAL_TOKENS] = 1
+        (hidden,) = self._session.run(
+            None,
+            {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)},
+        )
+        # Mean over real tokens only: padding positions still produce outputs.
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / weights.sum(axis=1)
+        return _normalize(pooled)
+
+
+def _normalize(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def _session_options(threads: int | None) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return options
