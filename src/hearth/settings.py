@@ -10,6 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_path
 from pydantic import Field
@@ -55,6 +56,24 @@ class Settings(BaseSettings):
     queue_depth: int = 64
     # Threads given to each model's inference runtime; 0 lets the runtime decide.
     inference_threads: int = 0
+
+    # Files and Uploads: size limits the API documents, enforced while streaming.
+    max_file_bytes: int = 512 * MiB
+    max_upload_part_bytes: int = 64 * MiB
+    max_upload_bytes: int = 8 * 1024 * MiB
+    # An Upload accepts parts for this long after it is created.
+    upload_expiry_seconds: int = 3600
+    # How often expired Uploads and Files are cleaned away.
+    sweep_interval_seconds: float = 60.0
+
+    # Where file contents live: a directory under data_dir, or any S3-compatible
+    # store (credentials may also come from the standard AWS variables).
+    blob_store: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "hearth"
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
 
     log_level: str = "info"
 

@@ -1,0 +1,199 @@
+"""Blob storage for file contents: a local directory or any S3-compatible store.
+
+Blobs are written from a stream and read as one, so a file of any size passes
+through in bounded memory. ``put`` returns only once the blob is durable, and
+a failed or interrupted ``put`` leaves nothing readable under the key. The
+interface is synchronous: callers run it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from hearth.settings import Settings
+
+MiB = 1024 * 1024
+
+
+class BlobNotFound(Exception):
+    pass
+
+
+class BlobStore(Protocol):
+    def put(self, key: str, chunks: Iterable[bytes]) -> int:
+        """Store the stream under ``key`` durably; return its size in bytes."""
+
+    def open(self, key: str) -> BinaryIO:
+        """A readable binary stream of the blob; raises BlobNotFound."""
+
+    def delete(self, key: str) -> None:
+        """Remove the blob and any unfinished write of it; a missing key is no error."""
+
+    def exists(self, key: str) -> bool: ...
+
+
+class LocalBlobStore:
+    """Blobs as files under ``root``; a write lands under a temporary name first.
+
+    The temporary name is derived from the key, so ``delete`` also removes a
+    write that a crash interrupted.
+    """
+
+    PARTIAL = ".partial"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError(f"blob key escapes the store: {key!r}")
+        return path
+
+    def put(self, key: str, chunks: Iterable[bytes]) -> int:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + self.PARTIAL)
+        size = 0
+        try:
+            with partial.open("wb") as fh:
+                for chunk in chunks:
+                    fh.write(chunk)
+                    size += len(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(partial, path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)  # the rename itself must survive a power cut
+        return size
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self._path(key).open("rb")
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        path.with_name(path.name + self.PARTIAL).unlink(missing_ok=True)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class S3BlobStore:
+    """Blobs as objects in one bucket; large ones go up as multipart uploads.
+
+    An object becomes visible only when its upload completes, so an
+    interrupted write leaves at most an unfinished multipart upload, which
+    ``delete`` aborts.
+    """
+
+    PART_SIZE = 8 * MiB  # S3's minimum is 5 MiB; 10,000 parts of 8 MiB cover 8 GB
+
+    def __init__(self, client, bucket: str) -> None:  # client: a boto3 S3 client
+        self.client = client
+        self.bucket = bucket
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> S3BlobStore:
+        import boto3  # imported here so the embedded default does not need it
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.s3_region,
+            aws_access_key_id=settings.s3_access_key_id,
+            aws_secret_access_key=settings.s3_secret_access_key,
+        )
+        return cls(client, settings.s3_bucket)
+
+    def ensure_bucket(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except self.client.exceptions.ClientError:
+            self.client.create_bucket(Bucket=self.bucket)
+
+    def put(self, key: str, chunks: Iterable[bytes]) -> int:
+        buffer = bytearray()
+        iterator = iter(chunks)
+        for chunk in iterator:
+            buffer += chunk
+            if len(buffer) >= self.PART_SIZE:
+                return self._put_multipart(key, buffer, iterator)
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(buffer))
+        return len(buffer)
+
+    def _put_multipart(self, key: str, buffer: bytearray, rest: Iterable[bytes]) -> int:
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+        parts: list[dict] = []
+        size = 0
+
+        def send(body: bytes) -> None:
+            number = len(parts) + 1
+            etag = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                           PartNumber=number, Body=body)["ETag"]
+            parts.append({"PartNumber": number, "ETag": etag})
+
+        try:
+            for chunk in rest:
+                buffer += chunk
+                while len(buffer) >= self.PART_SIZE:
+                    send(bytes(buffer[:self.PART_SIZE]))
+                    size += self.PART_SIZE
+                    del buffer[:self.PART_SIZE]
+            if buffer:
+                send(bytes(buffer))
+                size += len(buffer)
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id,
+                MultipartUpload={"Parts": parts})
+        except BaseException:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise
+        return size
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except self.client.exceptions.NoSuchKey:
+            raise BlobNotFound(key) from None
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+        unfinished = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+        for upload in unfinished.get("Uploads", []):
+            if upload["Key"] == key:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key,
+                                                   UploadId=upload["UploadId"])
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except self.client.exceptions.ClientError:
+            return False
+        return True
+
+
+def open_blob_store(settings: Settings) -> BlobStore:
+    """The store the settings name, ready to use."""
+    if settings.blob_store == "s3":
+        s3 = S3BlobStore.from_settings(settings)
+        s3.ensure_bucket()
+        return s3
+    return LocalBlobStore(settings.data_dir / "blobs")
