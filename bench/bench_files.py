@@ -1,0 +1,134 @@
+"""Files throughput: a 1 GB file up and down through the official SDK vs a plain copy.
+
+Starts a Hearth server (SQLite + local blobs, no models) on a scratch data
+directory on the same disk as the source file, then measures:
+
+- ``shutil.copyfile`` of the file (the disk's own speed, the baseline);
+- ``client.files.create`` (one streamed multipart request);
+- ``client.uploads.upload_file_chunked`` (64 MB parts, then assembly);
+- ``client.files.content`` streamed to a file;
+
+and the server's peak resident memory (VmHWM) after the uploads and after the
+download. Prints a markdown table.
+
+    python bench/bench_files.py [--size-mb 1024] [--dir /tmp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from openai import OpenAI
+
+MiB = 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM")
+
+
+def start_server(data_dir: Path, max_file_bytes: int) -> tuple[subprocess.Popen, str, str]:
+    port = free_port()
+    env = {**os.environ, "HEARTH_DATA_DIR": str(data_dir), "HEARTH_DEFAULT_MODELS": "[]",
+           "HEARTH_PULL_ON_START": "false", "HEARTH_LOG_LEVEL": "warning",
+           "HEARTH_MAX_FILE_BYTES": str(max_file_bytes)}
+    log = (data_dir / "server.log").open("ab")
+    process = subprocess.Popen([sys.executable, "-m", "hearth", "serve", "--port", str(port)],
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    keys = dict(line.split("=", 1) for line in (data_dir / "initial-keys.txt").read_text()
+                .splitlines() if "=" in line and not line.startswith("#"))
+    return process, base, keys["HEARTH_API_KEY"]
+
+
+def timed(action) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
+    args = parser.parse_args()
+    size = args.size_mb * MiB
+
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="hearth-bench-") as scratch:
+        root = Path(scratch)
+        source = root / "source.bin"
+        with source.open("wb") as fh:
+            for _ in range(args.size_mb):
+                fh.write(os.urandom(MiB))
+        data_dir = root / "data"
+        data_dir.mkdir()
+        process, base, key = start_server(data_dir, max_file_bytes=size + MiB)
+        client = OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=3600)
+        rows: list[tuple[str, float, str]] = []
+        try:
+            rows.append(("plain copy (shutil.copyfile)",
+                         timed(lambda: shutil.copyfile(source, root / "copy.bin")), "-"))
+            (root / "copy.bin").unlink()
+
+            created = {}
+            rows.append(("upload: client.files.create",
+                         timed(lambda: created.update(file=client.files.create(
+                             file=source, purpose="user_data"))),
+                         f"{peak_rss_mib(process.pid):.0f}"))
+            rows.append(("upload: client.uploads.upload_file_chunked (64 MB parts)",
+                         timed(lambda: client.uploads.upload_file_chunked(
+                             file=source, mime_type="application/octet-stream",
+                             purpose="user_data")),
+                         f"{peak_rss_mib(process.pid):.0f}"))
+
+            def download() -> None:
+                with client.files.with_streaming_response.content(created["file"].id) as resp, \
+                        (root / "download.bin").open("wb") as out:
+                    for chunk in resp.iter_bytes(MiB):
+                        out.write(chunk)
+
+            rows.append(("download: client.files.content (streamed)", timed(download),
+                         f"{peak_rss_mib(process.pid):.0f}"))
+            assert (root / "download.bin").stat().st_size == size
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+    copy_seconds = rows[0][1]
+    print(f"\n{args.size_mb} MiB file, server on SQLite + local blobs "
+          f"({os.cpu_count()} CPUs)\n")
+    print("| operation | seconds | MB/s | vs copy | server peak RSS (MiB) |")
+    print("|---|---:|---:|---:|---:|")
+    for name, seconds, rss in rows:
+        print(f"| {name} | {seconds:.2f} | {size / seconds / 1e6:.0f} | "
+              f"{copy_seconds / seconds:.2f}x | {rss} |")
+    print(json.dumps({name: round(size / s / 1e6) for name, s, _ in rows}), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
