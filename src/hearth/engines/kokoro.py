@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -105,6 +106,16 @@ class NothingToSay(ValueError):
         super().__init__(f"input has nothing to speak: {text[:50]!r}")
 
 
+@dataclass(frozen=True)
+class Utterance:
+    """Text checked and phonemized for one voice, ready to synthesize."""
+
+    pieces: tuple[str, ...]  # phonemes, each within the model's window
+    voice: str  # native voice name
+    speed: float
+    tokens: int  # phoneme tokens the model will read
+
+
 class KokoroEngine:
     """Kokoro-82M v1.0 (int8 ONNX) with the voices in `model_dir/voices/*.bin`."""
 
@@ -141,17 +152,11 @@ class KokoroEngine:
         """The espeak-ng language a native voice speaks, from its prefix."""
         return LANGUAGES[voice[0]]
 
-    def synthesize(self, text: str, voice: str, speed: float = 1.0) -> Iterator[np.ndarray]:
-        """Speak all of `text`, as an iterator of float32 mono chunks at 24 kHz.
+    def prepare(self, text: str, voice: str, speed: float = 1.0) -> Utterance:
+        """Check the arguments and phonemize `text` into pieces the model can take.
 
-        One chunk per sentence (a sentence too long for the model's window is
-        cut at clauses, then words), each followed by the pause its punctuation
-        calls for, except the last. `voice` is an OpenAI or native name; `speed`
-        (0.25 to 4.0) divides the duration.
-
-        The arguments are checked and the text split here, before the iterator
-        is returned, so every error (UnknownVoice, NothingToSay, a bad speed)
-        is raised before any audio exists; synthesis happens as it is iterated.
+        Every error (UnknownVoice, NothingToSay, a bad speed) is raised here,
+        before any audio exists; `speak` then synthesizes as it is iterated.
         """
         if not MIN_SPEED <= speed <= MAX_SPEED:
             raise ValueError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}")
@@ -159,7 +164,21 @@ class KokoroEngine:
         pieces = self._pieces(text, self.language_of(native))
         if not pieces:
             raise NothingToSay(text)
-        return self._speak(pieces, self._styles[native], speed)
+        tokens = sum(len(self._tokenizer.tokenize(piece)) for piece in pieces)
+        return Utterance(tuple(pieces), native, speed, tokens)
+
+    def speak(self, utterance: Utterance) -> Iterator[np.ndarray]:
+        """Synthesize a prepared utterance: float32 mono chunks at 24 kHz, one per sentence.
+
+        A sentence too long for the model's window is cut at clauses, then
+        words; each chunk but the last ends with the pause its punctuation
+        calls for.
+        """
+        return self._speak(list(utterance.pieces), self._styles[utterance.voice], utterance.speed)
+
+    def synthesize(self, text: str, voice: str, speed: float = 1.0) -> Iterator[np.ndarray]:
+        """Speak all of `text`: `prepare` then `speak`. `speed` (0.25 to 4.0) divides the duration."""
+        return self.speak(self.prepare(text, voice, speed))
 
     def _speak(self, pieces: list[str], style: np.ndarray, speed: float) -> Iterator[np.ndarray]:
         native_speed = min(max(speed, NATIVE_SPEEDS[0]), NATIVE_SPEEDS[1])

@@ -1,0 +1,31 @@
+"""Validate response bodies against the official OpenAPI schemas."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+SPEC_DIR = Path(__file__).resolve().parents[2] / "shared" / "openai-openapi"
+SPEC_FILE = SPEC_DIR / "openapi-2026-08-21.yaml"
+SPEC_URI = "urn:openai-openapi"
+
+
+@cache
+def _registry() -> Registry:
+    with SPEC_FILE.open() as fh:
+        spec = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return Registry().with_resource(SPEC_URI, Resource.from_contents(
+        spec, default_specification=DRAFT202012))
+
+
+def assert_matches_schema(body: Any, schema_name: str) -> None:
+    """Raise ``jsonschema.ValidationError`` when ``body`` does not fit the named schema."""
+    validator = Draft202012Validator(
+        {"$ref": f"{SPEC_URI}#/components/schemas/{schema_name}"}, registry=_registry())
+    validator.validate(body)

@@ -1,0 +1,169 @@
+"""Cross-cutting behaviour: the error envelope, headers, authentication, models."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import LiveServer
+from tests.spec import assert_matches_schema
+
+
+def assert_envelope(response: httpx.Response, status: int, *, type_: str = "invalid_request_error",
+                    param: str | None = None, code: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"]
+    assert error["type"] == type_
+    assert error["param"] == param
+    assert error["code"] == code
+    assert "Traceback" not in error["message"]
+    return error
+
+
+def test_every_response_has_request_id_and_processing_time(http: httpx.Client) -> None:
+    for response in (http.get("/v1/models"), http.get("/v1/nowhere")):
+        assert response.headers["x-request-id"].startswith("req_")
+        assert int(response.headers["openai-processing-ms"]) >= 0
+    assert http.get("/v1/models").headers["x-request-id"] != \
+        http.get("/v1/models").headers["x-request-id"]
+
+
+def test_unknown_route_is_404_envelope(http: httpx.Client) -> None:
+    error = assert_envelope(http.get("/v1/nowhere"), 404, code="unknown_url")
+    assert "/v1/nowhere" in error["message"]
+
+
+def test_wrong_method_is_405_envelope(http: httpx.Client) -> None:
+    assert_envelope(http.delete("/v1/audio/speech"), 405, code="method_not_allowed")
+
+
+def test_malformed_json_is_400(http: httpx.Client) -> None:
+    response = http.post("/v1/audio/speech", content=b'{"model": "tts-1",',
+                         headers={"content-type": "application/json"})
+    error = assert_envelope(response, 400)
+    assert "JSON" in error["message"]
+
+
+def test_json_that_is_not_an_object_is_400(http: httpx.Client) -> None:
+    response = http.post("/v1/audio/speech", json=["tts-1"])
+    assert_envelope(response, 400)
+
+
+def test_body_that_is_not_json_is_415(http: httpx.Client) -> None:
+    response = http.post("/v1/audio/speech", content=b"model=tts-1",
+                         headers={"content-type": "application/x-www-form-urlencoded"})
+    assert_envelope(response, 415, code="unsupported_media_type")
+
+
+def test_missing_field_names_the_param(http: httpx.Client) -> None:
+    error = assert_envelope(http.post("/v1/audio/speech", json={"model": "tts-1", "voice": "alloy"}),
+                            400, param="input")
+    assert "input" in error["message"]
+
+
+def test_wrong_type_names_the_param(http: httpx.Client) -> None:
+    body = {"model": "tts-1", "voice": "alloy", "input": "hi", "speed": "fast"}
+    assert_envelope(http.post("/v1/audio/speech", json=body), 400, param="speed")
+
+
+def test_unknown_field_is_rejected(http: httpx.Client) -> None:
+    body = {"model": "tts-1", "voice": "alloy", "input": "hi", "volume": 11}
+    error = assert_envelope(http.post("/v1/audio/speech", json=body), 400, param="volume")
+    assert "volume" in error["message"]
+
+
+def test_oversize_body_is_413_without_reading_it(http: httpx.Client) -> None:
+    huge = b'{"input": "' + b"a" * (9 * 1024 * 1024) + b'"}'
+    response = http.post("/v1/audio/speech", content=huge,
+                         headers={"content-type": "application/json"})
+    assert_envelope(response, 413, code="request_too_large")
+
+
+def test_oversize_chunked_body_is_413(http: httpx.Client) -> None:
+    def chunks():
+        yield b'{"input": "'
+        for _ in range(10):
+            yield b"a" * (1024 * 1024)
+        yield b'"}'
+
+    response = http.post("/v1/audio/speech", content=chunks(),
+                         headers={"content-type": "application/json"})
+    assert_envelope(response, 413, code="request_too_large")
+
+
+# Authentication ---------------------------------------------------------------
+
+def test_missing_key_is_401(server: LiveServer) -> None:
+    response = httpx.get(f"{server.base_url}/v1/models")
+    assert_envelope(response, 401)
+
+
+def test_wrong_key_is_401_and_masked(server: LiveServer) -> None:
+    bad = "sk-proj-" + "x" * 40 + "WXYZ"
+    with pytest.raises(openai.AuthenticationError) as caught:
+        server.client(api_key=bad).models.list()
+    body = caught.value.body
+    assert body["code"] == "invalid_api_key"
+    assert bad not in body["message"] and "WXYZ" in body["message"]
+
+
+def test_admin_key_cannot_call_project_endpoints(server: LiveServer) -> None:
+    with pytest.raises(openai.PermissionDeniedError):
+        server.client(api_key=server.admin_key).models.list()
+
+
+def test_project_header_must_match_the_key(server: LiveServer) -> None:
+    client = server.client(project="proj_someoneelse")
+    with pytest.raises(openai.AuthenticationError) as caught:
+        client.models.list()
+    assert caught.value.body["code"] == "mismatched_project"
+
+
+def test_first_run_key_file_is_private(server: LiveServer) -> None:
+    mode = (server.data_dir / "initial-keys.txt").stat().st_mode
+    assert stat.S_IMODE(mode) == 0o600
+
+
+def _cli(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"HEARTH_DATA_DIR": str(server.data_dir), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-m", "hearth", "keys", *args], env=env,
+                          capture_output=True, text=True, check=True)
+
+
+def test_cli_keys_create_and_revoke(server: LiveServer) -> None:
+    created = _cli(server, "create", "--name", "test")
+    secret = created.stdout.strip()
+    key_id = created.stderr.split()[1]
+    assert secret.startswith("sk-proj-") and key_id.startswith("key_")
+    client = server.client(api_key=secret)
+    assert client.models.list().data
+    assert secret not in _cli(server, "list").stdout
+    _cli(server, "revoke", key_id)
+    with pytest.raises(openai.AuthenticationError):
+        client.models.list()
+
+
+# Models ------------------------------------------------------------------------
+
+def test_models_list_includes_ids_and_aliases(client: openai.OpenAI) -> None:
+    page = client.models.list()
+    ids = {model.id for model in page.data}
+    assert {"kokoro-82m", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"} <= ids
+    for model in page.data:
+        assert_matches_schema(model.model_dump(), "Model")
+
+
+def test_models_retrieve_alias_and_unknown(client: openai.OpenAI) -> None:
+    model = client.models.retrieve("tts-1")
+    assert model.id == "tts-1" and model.object == "model"
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("gpt-9-ultra")
+    assert caught.value.body["code"] == "model_not_found"
