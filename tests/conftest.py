@@ -26,7 +26,7 @@ from hearth.catalog.provision import ModelStore
 from hearth.settings import Settings
 
 # Every model the live server loads for the suite.
-SERVER_MODELS = ["kokoro-82m"]
+SERVER_MODELS = Settings().default_models
 
 
 def _free_port() -> int:

@@ -19,7 +19,7 @@ from hearth.catalog.catalog import Catalog
 from hearth.catalog.provision import ModelStore
 from hearth.engines.registry import ModelRegistry
 from hearth.firstrun import initialize
-from hearth.settings import Settings
+from hearth.settings import MiB, Settings
 from hearth.store.db import Database
 
 log = logging.getLogger("hearth")

@@ -44,7 +44,9 @@ class Settings(BaseSettings):
     auth: AuthMode = AuthMode.enabled
 
     # Models loaded at start-up (and pulled on first start when missing).
-    default_models: list[str] = ["kokoro-82m"]
+    default_models: list[str] = [
+        "kokoro-82m", "whisper-base", "qwen2.5-coder-0.5b", "all-minilm-l6-v2", "moderation-local",
+    ]
     # Pull missing default models when the server starts.
     pull_on_start: bool = True
 

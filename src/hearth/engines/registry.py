@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +39,41 @@ def _load_kokoro(spec: ModelSpec, directory: Path, settings: Settings) -> tuple[
     return KokoroEngine(directory, threads=settings.inference_threads or None), 1
 
 
+def _load_whisper(spec: ModelSpec, directory: Path, settings: Settings) -> tuple[Any, int]:
+    from hearth.engines.whisper import WhisperEngine
+
+    return WhisperEngine(directory, cpu_threads=settings.inference_threads), 1
+
+
+def _load_llama(spec: ModelSpec, directory: Path, settings: Settings) -> tuple[Any, int]:
+    from hearth.engines.llama import LlamaEngine
+
+    n_parallel = int(spec.options.get("n_parallel", 4))
+    engine = LlamaEngine(directory / "model.gguf", n_ctx=int(spec.options.get("n_ctx", 8192)),
+                         n_parallel=n_parallel,
+                         threads=settings.inference_threads or os.cpu_count() or 2)
+    # Each call blocks a thread while llama.cpp runs it in one of its slots.
+    return engine, n_parallel
+
+
+def _load_embeddings(spec: ModelSpec, directory: Path, settings: Settings) -> tuple[Any, int]:
+    from hearth.engines.embeddings import EmbeddingEngine
+
+    return EmbeddingEngine(directory, threads=settings.inference_threads or None), 1
+
+
+def _load_moderation(spec: ModelSpec, directory: Path, settings: Settings) -> tuple[Any, int]:
+    from hearth.engines.moderation import ModerationEngine
+
+    return ModerationEngine(directory, threads=settings.inference_threads or None), 1
+
+
 LOADERS: dict[str, Loader] = {
     "kokoro": _load_kokoro,
+    "whisper": _load_whisper,
+    "llama": _load_llama,
+    "embeddings": _load_embeddings,
+    "moderation": _load_moderation,
 }
 
 
