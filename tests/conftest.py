@@ -52,17 +52,21 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")
 
 
+def pulled_model_dir(name: str) -> Path:
+    """The directory of a catalog model, pulled into the shared models directory if missing."""
+    store = ModelStore(Settings().resolved_models_dir)
+    spec = Catalog.load().resolve(name)
+    if not store.is_present(spec):
+        store.pull(spec)
+    return store.dir_for(spec)
+
+
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
     """Pull what the server needs once; later runs find it already there."""
-    settings = Settings()
-    store = ModelStore(settings.resolved_models_dir)
-    catalog = Catalog.load()
     for name in SERVER_MODELS:
-        spec = catalog.resolve(name)
-        if not store.is_present(spec):
-            store.pull(spec)
-    return settings.resolved_models_dir
+        pulled_model_dir(name)
+    return Settings().resolved_models_dir
 
 
 def start_server(data_dir: Path, models_dir: Path, **env_overrides: str) -> LiveServer:

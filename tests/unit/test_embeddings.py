@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from hearth.engines.embeddings import EmbeddingEngine, InputTooLong, InvalidTokens
-
-MODEL_DIR = Path(os.environ.get("HEARTH_TEST_EMBED_DIR", "/tmp/models/all-minilm-l6-v2"))
+from tests.conftest import pulled_model_dir
 
 
 @pytest.fixture(scope="session")
 def engine() -> EmbeddingEngine:
-    return EmbeddingEngine(MODEL_DIR, threads=2)
+    return EmbeddingEngine(pulled_model_dir("all-minilm-l6-v2"), threads=2)
 
 
 def test_shape_and_limits(engine: EmbeddingEngine) -> None:

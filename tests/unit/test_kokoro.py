@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,14 +15,14 @@ from hearth.engines.kokoro import (
     NothingToSay,
     UnknownVoice,
 )
+from tests.conftest import pulled_model_dir
 
-MODEL_DIR = Path(os.environ.get("HEARTH_TEST_KOKORO_DIR", "/tmp/models/kokoro-82m"))
 SENTENCES = "The lamp was lit at dusk. Nobody spoke for a while, and the kettle began to sing!"
 
 
 @pytest.fixture(scope="session")
 def engine() -> KokoroEngine:
-    return KokoroEngine(MODEL_DIR, threads=2)
+    return KokoroEngine(pulled_model_dir("kokoro-82m"), threads=2)
 
 
 def seconds(chunks) -> float:

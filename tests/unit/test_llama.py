@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import jsonschema
 import pytest
 
 from hearth.engines.llama import ContextLengthExceeded, InvalidRequest, LlamaEngine
-
-MODEL_PATH = Path(
-    os.environ.get(
-        "HEARTH_TEST_LLM_PATH",
-        "/tmp/models/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-    )
-)
+from tests.conftest import pulled_model_dir
 
 WEATHER_TOOL = {
     "type": "function",
@@ -39,9 +31,8 @@ WEATHER_QUESTION = [{"role": "user", "content": "What's the weather like in Pari
 
 @pytest.fixture(scope="session")
 def engine() -> LlamaEngine:
-    if not MODEL_PATH.exists():
-        pytest.skip(f"no GGUF model at {MODEL_PATH} (set HEARTH_TEST_LLM_PATH)")
-    return LlamaEngine(MODEL_PATH, n_ctx=1024, n_parallel=4, threads=2)
+    model_path = pulled_model_dir("qwen2.5-coder-0.5b") / "model.gguf"
+    return LlamaEngine(model_path, n_ctx=1024, n_parallel=4, threads=2)
 
 
 def ask(text: str, **params: object) -> dict:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from hearth.engines.moderation import CATEGORIES, PARENTS, ModerationEngine
-
-MODEL_DIR = Path(os.environ.get("HEARTH_TEST_MODERATION_DIR", "/tmp/models/moderation-local"))
+from tests.conftest import pulled_model_dir
 
 CLEAR_CASES = {
     "harassment": "You are a worthless idiot and everyone at work laughs at you.",
@@ -32,7 +28,7 @@ BENIGN = [
 
 @pytest.fixture(scope="session")
 def engine() -> ModerationEngine:
-    return ModerationEngine(MODEL_DIR, threads=2)
+    return ModerationEngine(pulled_model_dir("moderation-local"), threads=2)
 
 
 @pytest.fixture(scope="session")

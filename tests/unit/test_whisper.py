@@ -1,11 +1,8 @@
-"""The Whisper engine on a real model and real (espeak-ng) speech; no mocks."""
+"""The Whisper engine on a real model and real (Kokoro) speech; no mocks."""
 
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +11,9 @@ import srt
 import webvtt
 
 from hearth.audio.decode import DecodedAudio, decode_audio
+from hearth.audio.encode import AudioEncoder
 from hearth.audio.subtitles import render_srt, render_verbose_json, render_vtt, transcript_text
+from hearth.engines.kokoro import KokoroEngine
 from hearth.engines.whisper import (
     AUTO_VAD,
     TranscriptionOptions,
@@ -24,16 +23,24 @@ from hearth.engines.whisper import (
     WhisperEngine,
     WhisperOptionError,
 )
+from tests.conftest import pulled_model_dir
 
-MODEL_DIR = Path(os.environ.get("HEARTH_TEST_WHISPER_DIR", "/tmp/models/whisper-base"))
 ENGLISH = "The quick brown fox jumps over the lazy dog. Please call me tomorrow morning."
 SPANISH = "Buenos días. El perro come pan en la casa."
 
 
-def speak(path: Path, voice: str, text: str, *, gap_seconds: float = 0.0) -> DecodedAudio:
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is needed to synthesise test speech")
-    subprocess.run(["espeak-ng", "-v", voice, "-s", "125", "-w", str(path), text], check=True)
+@pytest.fixture(scope="session")
+def voice_engine() -> KokoroEngine:
+    return KokoroEngine(pulled_model_dir("kokoro-82m"))
+
+
+def speak(tts: KokoroEngine, path: Path, voice: str, text: str, *,
+          gap_seconds: float = 0.0) -> DecodedAudio:
+    encoder = AudioEncoder("wav", tts.sample_rate)
+    with path.open("wb") as out:
+        for chunk in tts.synthesize(text, voice):
+            out.write(encoder.encode(chunk))
+        out.write(encoder.finish())
     audio = decode_audio(path)
     if not gap_seconds:
         return audio
@@ -44,17 +51,17 @@ def speak(path: Path, voice: str, text: str, *, gap_seconds: float = 0.0) -> Dec
 
 @pytest.fixture(scope="session")
 def engine() -> WhisperEngine:
-    return WhisperEngine(MODEL_DIR)
+    return WhisperEngine(pulled_model_dir("whisper-base"))
 
 
 @pytest.fixture(scope="session")
-def english(tmp_path_factory) -> DecodedAudio:
-    return speak(tmp_path_factory.mktemp("speech") / "en.wav", "en-us", ENGLISH)
+def english(tmp_path_factory, voice_engine) -> DecodedAudio:
+    return speak(voice_engine, tmp_path_factory.mktemp("speech") / "en.wav", "af_heart", ENGLISH)
 
 
 @pytest.fixture(scope="session")
-def spanish(tmp_path_factory) -> DecodedAudio:
-    return speak(tmp_path_factory.mktemp("speech") / "es.wav", "es", SPANISH)
+def spanish(tmp_path_factory, voice_engine) -> DecodedAudio:
+    return speak(voice_engine, tmp_path_factory.mktemp("speech") / "es.wav", "ef_dora", SPANISH)
 
 
 def words_of(text: str) -> set[str]:
@@ -153,8 +160,8 @@ def test_fixed_temperature_and_prompt_are_used(engine, english):
     assert result.info.prompt_tokens > 0
 
 
-def test_vad_skips_silence_and_keeps_times_in_the_original_audio(engine, tmp_path):
-    padded = speak(tmp_path / "padded.wav", "en-us", ENGLISH, gap_seconds=3.0)
+def test_vad_skips_silence_and_keeps_times_in_the_original_audio(engine, voice_engine, tmp_path):
+    padded = speak(voice_engine, tmp_path / "padded.wav", "af_heart", ENGLISH, gap_seconds=3.0)
 
     for vad in (AUTO_VAD, VadParams(threshold=0.6, prefix_padding_ms=200, silence_duration_ms=300)):
         result = engine.transcribe(padded.samples, TranscriptionOptions(language="en", vad=vad))
@@ -188,10 +195,7 @@ def test_temperature_outside_zero_to_one_is_rejected(engine, english, temperatur
 
 
 def test_english_only_model_refuses_other_languages_and_translation(english):
-    tiny_en = Path("/tmp/models/whisper-tiny.en")
-    if not (tiny_en / "model.bin").is_file():
-        pytest.skip("the English-only tiny.en model is not installed")
-    model = WhisperEngine(tiny_en)
+    model = WhisperEngine(pulled_model_dir("whisper-tiny.en"))
 
     assert model.languages == ("en",)
     with pytest.raises(UnsupportedLanguageError, match="English-only"):
