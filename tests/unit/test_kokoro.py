@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from hearth.engines.kokoro import (
+    FIRST_PIECE_TOKENS,
     MAX_TOKENS,
     OPENAI_VOICES,
     SAMPLE_RATE,
@@ -43,6 +44,13 @@ def test_resolve_voice_takes_openai_and_native_names(engine: KokoroEngine) -> No
     with pytest.raises(UnknownVoice) as error:
         engine.resolve_voice("nobody")
     assert {"alloy", "cedar", "af_heart", "zm_yunxi"} <= set(error.value.valid)
+
+
+def test_first_piece_is_short_so_streaming_starts_early(engine: KokoroEngine) -> None:
+    text = "The quick brown fox jumps over the lazy dog near the riverbank, and then it runs."
+    utterance = engine.prepare(text, "alloy")
+    assert len(utterance.pieces[0]) <= FIRST_PIECE_TOKENS < len(engine._phonemize(text, "en-us"))
+    assert " ".join(utterance.pieces) == engine._phonemize(text, "en-us")
 
 
 def test_bad_arguments_fail_before_any_synthesis(engine: KokoroEngine) -> None:
@@ -92,12 +100,14 @@ def test_sentence_past_the_window_is_spoken_in_full(engine: KokoroEngine) -> Non
     # About 800 phonemes: past 510 the model would drop the rest unless cut.
     # Longer inputs split the same way (above); this keeps the run short.
     sentence = run_on_sentence(700)
-    opening = sentence[:200].rsplit(" ", 1)[0]
+    # Kokoro speaks long pieces a little faster than short ones: sample a long opening.
+    opening = sentence[:350].rsplit(" ", 1)[0]
 
     chunks = list(engine.synthesize(sentence, "alloy"))
     per_char = seconds(engine.synthesize(opening, "alloy")) / len(opening)
 
-    assert len(chunks) == 2
+    # Two pieces under the window, the first with its opening phrase spoken apart.
+    assert len(chunks) == 3
     assert seconds(chunks) == pytest.approx(per_char * len(sentence), rel=0.2)
 
 

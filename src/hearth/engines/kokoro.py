@@ -30,6 +30,8 @@ SAMPLE_RATE = 24_000
 # The graph attends over 512 tokens, two of which are the padding at each end;
 # a voice file holds one style row per possible length, so the two agree.
 MAX_TOKENS = 510
+# The longest first piece: about two seconds of speech, under a second to synthesize.
+FIRST_PIECE_TOKENS = 40
 STYLE_DIM = 256
 
 # OpenAI's voices, each on a distinct English Kokoro voice of a similar kind.
@@ -164,6 +166,9 @@ class KokoroEngine:
         pieces = self._pieces(text, self.language_of(native))
         if not pieces:
             raise NothingToSay(text)
+        # Audio starts leaving once the first piece is synthesized, and synthesis
+        # time grows with its length: a short first piece keeps that wait low.
+        pieces[:1] = _split_head(pieces[0], FIRST_PIECE_TOKENS)
         tokens = sum(len(self._tokenizer.tokenize(piece)) for piece in pieces)
         return Utterance(tuple(pieces), native, speed, tokens)
 
@@ -262,6 +267,21 @@ def _atoms(phonemes: str, limit: int, level: int) -> Iterator[str]:
     # One unbroken run longer than the window: slice it rather than lose the tail
     for start in range(0, len(phonemes), limit):
         yield phonemes[start : start + limit]
+
+
+def _split_head(phonemes: str, limit: int) -> list[str]:
+    """Cut a short head off `phonemes` at its last clause mark, else word, within `limit`.
+
+    The rest stays one piece, so only the opening phrase is spoken on its own.
+    """
+    if len(phonemes) <= limit:
+        return [phonemes]
+    window = phonemes[: limit + 1]
+    for pattern in _PHONEME_BREAKS:
+        cuts = [match.start() for match in pattern.finditer(window) if match.start() > 0]
+        if cuts:
+            return [phonemes[: cuts[-1]], phonemes[cuts[-1] :].lstrip()]
+    return [phonemes]
 
 
 def _pack(atoms: list[str], limit: int) -> list[str]:
