@@ -239,3 +239,35 @@ def test_disconnect_stops_synthesis(server: LiveServer) -> None:
     started = time.perf_counter()
     client.audio.speech.create(model="tts-1", voice="alloy", input="Quick.", response_format="pcm")
     assert time.perf_counter() - started < 5
+
+
+# A second, minimal server: authentication off, no queue beyond the one worker.
+
+@pytest.fixture(scope="module")
+def open_server(tmp_path_factory: pytest.TempPathFactory, models_dir) -> LiveServer:
+    from tests.conftest import start_server, stop_server
+
+    live = start_server(tmp_path_factory.mktemp("open-server"), models_dir,
+                        HEARTH_AUTH="disabled", HEARTH_QUEUE_DEPTH="0",
+                        HEARTH_DEFAULT_MODELS='["kokoro-82m"]')
+    yield live
+    stop_server(live)
+
+
+def test_auth_disabled_serves_without_a_key(open_server: LiveServer) -> None:
+    response = httpx.get(f"{open_server.base_url}/v1/models")
+    assert response.status_code == 200
+    assert "kokoro-82m" in {model["id"] for model in response.json()["data"]}
+
+
+def test_full_queue_is_429_with_retry_after(open_server: LiveServer) -> None:
+    client = open_server.client(api_key="unused")
+    text = " ".join(["This request holds the only worker for a few seconds."] * 6)
+    with client.audio.speech.with_streaming_response.create(
+            model="tts-1", voice="alloy", input=text, response_format="pcm") as busy:
+        chunks = busy.iter_bytes()  # kept open: dropping it would hang up on the server
+        next(chunks)
+        with pytest.raises(openai.RateLimitError) as caught:
+            client.audio.speech.create(model="tts-1", voice="alloy", input="Hi.")
+    assert caught.value.response.headers["retry-after"].isdigit()
+    assert caught.value.body["type"] == "rate_limit_error"
