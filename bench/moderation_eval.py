@@ -2,6 +2,8 @@
 
     python bench/moderation_eval.py [MODEL_DIR] [--eval tests/data/moderation_eval.jsonl]
 
+MODEL_DIR defaults to where `hearth models pull moderation-local` puts the model.
+
 Prints precision and recall per category and for flagged / not flagged. The
 evaluation texts are disjoint from the engine's training examples.
 """
@@ -9,14 +11,14 @@ evaluation texts are disjoint from the engine's training examples.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 from hearth.engines.moderation import CATEGORIES, ModerationEngine, load_examples
+from hearth.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL_DIR = os.environ.get("HEARTH_TEST_MODERATION_DIR", "/tmp/models/moderation-local")
+DEFAULT_MODEL_DIR = Settings().resolved_models_dir / "moderation-local"
 
 
 def precision_recall_f1(predicted: list[bool], actual: list[bool]) -> tuple[float, float, float]:
@@ -29,7 +31,7 @@ def precision_recall_f1(predicted: list[bool], actual: list[bool]) -> tuple[floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model_dir", nargs="?", type=Path, default=Path(DEFAULT_MODEL_DIR))
+    parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--eval", type=Path, default=ROOT / "tests/data/moderation_eval.jsonl")
     args = parser.parse_args()
 
