@@ -4,7 +4,8 @@ Starlette's own form parser spools every file to a temporary file before the
 endpoint runs; for uploads of hundreds of megabytes that means holding the
 file on disk twice. ``StreamingForm`` instead hands the endpoint each file
 part as an async iterator of chunks while the body is still arriving; small
-text fields are collected into ``fields``.
+text fields are collected into ``fields`` (the last value of each name) and,
+in order with repeats, into ``items`` (``include[]=a`` then ``include[]=b``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class StreamingForm:
     def __init__(self, request: Request) -> None:
         boundary = _boundary(request.headers.get("content-type"))
         self.fields: dict[str, str] = {}
+        self.items: list[tuple[str, str]] = []
         self._request = request
         self._events: list[object] = []
         self._header = _HeaderState()
@@ -112,7 +114,9 @@ class StreamingForm:
             if not isinstance(event, _PartStart):
                 raise InvalidRequest("The multipart body is malformed.")
             if event.filename is None:
-                self.fields[event.name] = await self._text_value(event.name)
+                value = await self._text_value(event.name)
+                self.fields[event.name] = value
+                self.items.append((event.name, value))
                 continue
             return FilePart(event.name, event.filename, event.content_type, self._part_data())
         return None

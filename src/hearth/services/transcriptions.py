@@ -1,0 +1,253 @@
+"""Speech to text: from an uploaded form to a transcript, whole or streamed.
+
+The upload is spooled to an unnamed temporary file as it arrives (capped at
+the API's 25 MiB), so it is never held in memory. Everything that can be
+refused (form fields, model, option combinations, then the audio itself and
+the language) is checked before the response starts, so errors are a JSON
+envelope, never a cut-off stream. Decoding and inference run on the model's
+runner, segment by segment: requests sharing the model take turns, and a
+client that goes away stops the work at the next segment.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, TypeVar, cast
+
+import anyio.to_thread
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from hearth.api.errors import InvalidRequest, PayloadTooLarge
+from hearth.api.multipart import StreamingForm
+from hearth.api.sse import sse_event
+from hearth.audio import subtitles
+from hearth.audio.decode import AudioDecodeError, decode_audio
+from hearth.engines.registry import LoadedModel
+from hearth.engines.whisper import (
+    AUTO_VAD,
+    Segment,
+    TranscriptionInfo,
+    TranscriptionOptions,
+    UnsupportedLanguageError,
+    UnsupportedTaskError,
+    VadParams,
+    WhisperEngine,
+    WhisperOptionError,
+)
+from hearth.protocol.transcriptions import (
+    AudioForm,
+    CreateTranscriptionForm,
+    CreateTranslationForm,
+    VadConfig,
+    form_values,
+)
+from hearth.services.blobio import capped, coalesce
+
+Form = TypeVar("Form", bound=AudioForm)
+
+# Fields of the spec that need models Hearth does not have.
+UNSUPPORTED_FIELDS = {
+    "languages": "`languages` needs gpt-transcribe's multi-language detection",
+    "keywords": "`keywords` needs gpt-transcribe's keyword biasing; use `prompt`",
+    "known_speaker_names": "speaker names need a diarization model",
+    "known_speaker_references": "speaker references need a diarization model",
+}
+# Stream events carry plain text, so only the text-like formats can stream.
+STREAMABLE_FORMATS = frozenset({"json", "text"})
+
+
+@dataclass
+class Upload:
+    """A received form: the audio, spooled to disk, and its text fields in order."""
+
+    file: BinaryIO
+    items: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A request that has passed every check that needs no audio."""
+
+    model: LoadedModel
+    options: TranscriptionOptions
+    response_format: str
+    stream: bool = False
+    include_segments: bool = True
+    include_words: bool = False
+
+
+@dataclass
+class Running:
+    """A transcription whose audio decoded and whose segments are still to come."""
+
+    job: Job
+    info: TranscriptionInfo
+    segments: AsyncIterator[Segment]
+    done: list[Segment] = field(default_factory=list)
+
+
+# Receiving the form
+
+
+async def receive_upload(form: StreamingForm, limit: int) -> Upload:
+    part = await form.next_file()
+    if part is None:
+        raise InvalidRequest("Missing required parameter: 'file'.", param="file")
+    if part.name != "file":
+        raise InvalidRequest(f"Unexpected file field '{part.name}'; the audio goes in 'file'.",
+                             param=part.name)
+    spool = await _spool(part.chunks, limit)
+    try:
+        await form.finish()
+    except BaseException:
+        spool.close()
+        raise
+    return Upload(spool, form.items)
+
+
+async def _spool(chunks: AsyncIterator[bytes], limit: int) -> BinaryIO:
+    # Handed to the caller open; it closes the file once the audio is decoded.
+    spool = cast(BinaryIO, tempfile.TemporaryFile())  # noqa: SIM115
+    try:
+        async for block in coalesce(capped(chunks, limit, lambda: _too_large(limit))):
+            await anyio.to_thread.run_sync(spool.write, block)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The audio file is too large: the limit is {limit} bytes "
+                           f"({limit // (1024 * 1024)} MiB).", param="file",
+                           code="file_too_large")
+
+
+def parse_form(form: type[Form], items: Iterable[tuple[str, str]]) -> Form:
+    try:
+        return form.model_validate(form_values(form, items))
+    except ValidationError as exc:
+        # The shared handler turns these into the envelope, naming the field.
+        raise RequestValidationError(exc.errors()) from None
+
+
+# Planning
+
+
+def plan_transcription(model: LoadedModel, form: CreateTranscriptionForm) -> Job:
+    _refuse_unsupported(form)
+    granularities = set(form.timestamp_granularities or ())
+    if form.timestamp_granularities is not None and form.response_format != "verbose_json":
+        raise InvalidRequest("timestamp_granularities is only supported with response_format "
+                             "`verbose_json`.", param="timestamp_granularities")
+    logprobs = "logprobs" in form.include
+    if logprobs and form.response_format != "json":
+        raise InvalidRequest("include[]=logprobs is only supported with response_format "
+                             "`json`.", param="include")
+    if form.stream and form.response_format not in STREAMABLE_FORMATS:
+        raise InvalidRequest(f"Streaming is not supported with response_format "
+                             f"`{form.response_format}`; use `json` or `text`.", param="stream")
+    options = TranscriptionOptions(
+        task="transcribe", language=form.language, prompt=form.prompt,
+        temperature=form.temperature, word_timestamps="word" in granularities,
+        vad=_vad(form.chunking_strategy), logprobs=logprobs)
+    return Job(model, options, form.response_format, stream=bool(form.stream),
+               include_segments=not granularities or "segment" in granularities,
+               include_words="word" in granularities)
+
+
+def plan_translation(model: LoadedModel, form: CreateTranslationForm) -> Job:
+    options = TranscriptionOptions(task="translate", prompt=form.prompt,
+                                   temperature=form.temperature)
+    return Job(model, options, form.response_format)
+
+
+def _refuse_unsupported(form: CreateTranscriptionForm) -> None:
+    if form.response_format == "diarized_json":
+        raise InvalidRequest("response_format `diarized_json` needs a diarization model, and "
+                             "none is installed; use `verbose_json` for timed segments.",
+                             param="response_format")
+    for name, reason in UNSUPPORTED_FIELDS.items():
+        if getattr(form, name) is not None:
+            raise InvalidRequest(f"`{name}` is not supported by Whisper models: {reason}.",
+                                 param=name)
+
+
+def _vad(strategy: str | VadConfig | None) -> VadParams | None:
+    if strategy is None:
+        return None
+    if isinstance(strategy, str):  # "auto", the only string the form accepts
+        return AUTO_VAD
+    return VadParams(threshold=strategy.threshold, prefix_padding_ms=strategy.prefix_padding_ms,
+                     silence_duration_ms=strategy.silence_duration_ms)
+
+
+# Running
+
+
+def _transcribe(engine: WhisperEngine, audio_file: BinaryIO,
+                options: TranscriptionOptions) -> Iterator[TranscriptionInfo | Segment]:
+    """Runs on the model's thread: decode, then the info, then segments as they decode."""
+    transcription = engine.transcribe(decode_audio(audio_file).samples, options)
+    # Only the engine holds the samples now; they go when its segments finish.
+    yield transcription.info
+    yield from transcription.segments
+
+
+async def start(job: Job, audio_file: BinaryIO) -> Running:
+    """Decode the audio and begin transcribing; refusals of the audio are raised here."""
+    items = job.model.runner.stream(lambda: _transcribe(job.model.engine, audio_file, job.options))
+    try:
+        info = await anext(items)
+    except AudioDecodeError as exc:
+        raise InvalidRequest(str(exc), param="file") from None
+    except UnsupportedLanguageError as exc:
+        raise InvalidRequest(str(exc), param="language") from None
+    except UnsupportedTaskError as exc:
+        raise InvalidRequest(str(exc), param="model") from None
+    except WhisperOptionError as exc:
+        raise InvalidRequest(str(exc)) from None
+    return Running(job, cast(TranscriptionInfo, info), cast(AsyncIterator[Segment], items))
+
+
+async def finish(running: Running, disconnected: Callable[[], Awaitable[bool]]) -> bool:
+    """Decode every segment; False if the client left first (the work stops there)."""
+    async with aclosing(running.segments) as segments:
+        async for segment in segments:
+            running.done.append(segment)
+            if await disconnected():
+                return False
+    return True
+
+
+def render(running: Running) -> dict[str, Any] | str:
+    """The finished transcript in the requested response format."""
+    info, segments, job = running.info, running.done, running.job
+    match job.response_format:
+        case "json":
+            return subtitles.render_json(info, segments, logprobs=job.options.logprobs)
+        case "verbose_json":
+            return subtitles.render_verbose_json(info, segments,
+                                                 include_segments=job.include_segments,
+                                                 include_words=job.include_words)
+        case "text":
+            return subtitles.render_text(segments)
+        case "srt":
+            return subtitles.render_srt(segments)
+        case _:
+            return subtitles.render_vtt(segments)
+
+
+async def sse_stream(running: Running) -> AsyncIterator[bytes]:
+    """`transcript.text.delta` per decoded segment, then `transcript.text.done`."""
+    logprobs = running.job.options.logprobs
+    async with aclosing(running.segments) as segments:
+        async for segment in segments:
+            running.done.append(segment)
+            yield sse_event(subtitles.text_delta_event(segment, logprobs=logprobs))
+    yield sse_event(subtitles.text_done_event(running.info, running.done, logprobs=logprobs))
