@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import srt
 import webvtt
+from faster_whisper.feature_extractor import FeatureExtractor
 
 from hearth.audio.decode import DecodedAudio, decode_audio
 from hearth.audio.encode import AudioEncoder
@@ -22,6 +23,7 @@ from hearth.engines.whisper import (
     VadParams,
     WhisperEngine,
     WhisperOptionError,
+    WindowedFeatureExtractor,
 )
 from tests.conftest import pulled_model_dir
 
@@ -209,3 +211,13 @@ def test_english_only_model_refuses_other_languages_and_translation(english):
 def test_missing_model_directory_never_reaches_for_a_hub(tmp_path):
     with pytest.raises(FileNotFoundError):
         WhisperEngine(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("seconds", [12.0, 30.02, 95.3])
+def test_windowed_features_equal_whole_signal_features(seconds: float) -> None:
+    rng = np.random.default_rng(7)
+    audio = rng.standard_normal(int(seconds * 16000)).astype(np.float32) * 0.1
+    audio[:80000] *= np.sin(np.arange(80000) / 30)  # a loud start, as speech has
+    whole, windowed = FeatureExtractor()(audio), WindowedFeatureExtractor()(audio)
+    assert windowed.shape == whole.shape
+    np.testing.assert_allclose(windowed, whole, atol=1e-6)

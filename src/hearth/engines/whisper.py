@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper import transcribe as fw
+from faster_whisper.feature_extractor import FeatureExtractor
 from faster_whisper.vad import VadOptions
 
 from hearth.engines.whisper_languages import LANGUAGE_NAMES
@@ -162,6 +163,7 @@ class WhisperEngine:
             num_workers=num_workers,
             local_files_only=True,
         )
+        self._model.feature_extractor = WindowedFeatureExtractor(**self._model.feat_kwargs)
 
     @property
     def is_multilingual(self) -> bool:
@@ -365,3 +367,51 @@ def _byte_decoder() -> dict[str, int]:
             characters.append(256 + extra)
             extra += 1
     return {chr(char): byte for byte, char in zip(printable, characters)}
+
+
+class WindowedFeatureExtractor(FeatureExtractor):
+    """Whisper's log-mel spectrogram computed 30 seconds at a time.
+
+    faster-whisper's extractor takes the STFT of the whole recording at once,
+    whose complex intermediates cost about 50 bytes per sample: 1.5 GB for 30
+    minutes of audio. Every STFT frame depends only on its own 400 samples, so
+    computing the frames a window at a time gives the same spectrogram while
+    holding one window's intermediates; only the final clamp needs the global
+    maximum, applied once every window is done.
+    """
+
+    WINDOW_FRAMES = 3000
+
+    def __call__(self, waveform: np.ndarray, padding: int = 160,
+                 chunk_length: int | None = None) -> np.ndarray:
+        if chunk_length is not None:
+            self.n_samples = chunk_length * self.sampling_rate
+            self.nb_max_frames = self.n_samples // self.hop_length
+        waveform = np.pad(waveform.astype(np.float32, copy=False), (0, padding))
+        # The base class drops the STFT's last frame; so does this.
+        frames = len(waveform) // self.hop_length
+        if frames <= self.WINDOW_FRAMES:
+            return super().__call__(waveform, padding=0)
+        window = np.hanning(self.n_fft + 1)[:-1].astype("float32")
+        log_spec = np.empty((self.mel_filters.shape[0], frames), dtype=np.float32)
+        for first in range(0, frames, self.WINDOW_FRAMES):
+            last = min(first + self.WINDOW_FRAMES, frames)
+            samples = self._centered_slice(waveform, first * self.hop_length,
+                                           (last - 1) * self.hop_length + self.n_fft)
+            stft = self.stft(samples, self.n_fft, self.hop_length, window=window,
+                             center=False, return_complex=True).astype("complex64")
+            mel_spec = self.mel_filters @ (np.abs(stft) ** 2)
+            log_spec[:, first:last] = np.log10(np.clip(mel_spec, a_min=1e-10, a_max=None))
+        np.maximum(log_spec, log_spec.max() - 8.0, out=log_spec)
+        log_spec += 4.0
+        log_spec /= 4.0
+        return log_spec
+
+    def _centered_slice(self, waveform: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Samples [start, stop) of the waveform reflect-padded by n_fft/2 on both sides,
+        as the whole-signal STFT centres its frames, without padding the whole signal."""
+        pad = self.n_fft // 2
+        low, high = start - pad, stop - pad
+        piece = waveform[max(low, 0):min(high, len(waveform))]
+        left, right = max(0, -low), max(0, high - len(waveform))
+        return np.pad(piece, (left, right), mode="reflect") if left or right else piece
