@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from hearth.api import files, models, speech, uploads
+from hearth.api import embeddings, files, models, moderations, speech, transcriptions, uploads
 from hearth.api.errors import install_error_handlers
 from hearth.api.middleware import (
     BodySizeLimitMiddleware,
@@ -61,17 +61,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    for router in (models.router, speech.router, files.router, uploads.router):
+    for router in (models.router, speech.router, transcriptions.router, files.router,
+                   uploads.router, embeddings.router, moderations.router):
         app.include_router(router, prefix="/v1")
 
     limits = body_limit_by_path(
         settings.max_json_body_bytes,
         [
             (r"/v1/audio/(transcriptions|translations)",
-             settings.max_audio_upload_bytes + 1024 * 1024),
+             settings.max_audio_upload_bytes + MiB),
             # Room for the multipart framing around the file itself.
-            (r"/v1/files", settings.max_file_bytes + 1024 * 1024),
-            (r"/v1/uploads/[^/]+/parts", settings.max_upload_part_bytes + 1024 * 1024),
+            (r"/v1/files", settings.max_file_bytes + MiB),
+            (r"/v1/uploads/[^/]+/parts", settings.max_upload_part_bytes + MiB),
         ],
     )
     # The last middleware added runs first: the request id wraps everything.
