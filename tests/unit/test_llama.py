@@ -281,3 +281,15 @@ def test_completion_stream_matches_unstreamed(engine: LlamaEngine) -> None:
 
     assert "".join(choice["text"] for chunk in chunks for choice in chunk["choices"]) == whole
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+
+def test_completion_stream_of_several_prompts(engine: LlamaEngine) -> None:
+    request = {"prompt": ["One two", "Red green"], "max_tokens": 2, "temperature": 0, "echo": True, "logprobs": 1}
+
+    chunks = list(engine.complete_stream(request))
+
+    texts = {index: "".join(c["text"] for chunk in chunks for c in chunk["choices"] if c["index"] == index) for index in (0, 1)}
+    assert texts[0].startswith("One two") and texts[1].startswith("Red green")
+    first = next(c for chunk in chunks for c in chunk["choices"] if c["index"] == 1 and c["logprobs"])
+    # Offsets count from the start of the returned text, echoed prompt included.
+    assert first["logprobs"]["text_offset"][0] == len("Red green")

@@ -84,6 +84,7 @@ class LlamaEngine:
         self._server = xllamacpp.Server(params)
         self._address = self._server.listening_address
         self.context_length = n_ctx
+        self.n_parallel = n_parallel
         self._fim = self._has_fim_tokens()
 
     # -- chat ----------------------------------------------------------------
@@ -133,9 +134,10 @@ class LlamaEngine:
         if best_of > n:
             response["choices"] = _best_choices(response["choices"], best_of, n)
         for choice in response["choices"]:
+            echo = self._echo(request, choice["index"] // n)
             logprobs = choice.get("logprobs") if wanted_logprobs is not None else None
-            choice["logprobs"] = _legacy_logprobs(logprobs)
-            choice["text"] = self._echo(request, choice["index"] // n) + choice["text"]
+            choice["logprobs"] = _legacy_logprobs(logprobs, start=len(echo))
+            choice["text"] = echo + choice["text"]
         return _finish(response, request)
 
     def complete_stream(self, request: Request) -> Iterator[Chunk]:
@@ -144,14 +146,17 @@ class LlamaEngine:
             raise InvalidRequest("best_of cannot be used with stream", "best_of")
         body = self._completion_body(request, stream=True)
         n = request.get("n") or 1
-        echoed: set[int] = set()
+        # Where each choice's next text starts, so logprob offsets count from its first chunk.
+        offsets: dict[int, int] = {}
         for chunk in self._stream(self._server.handle_completions, body):
             for choice in chunk.get("choices", []):
-                if choice["index"] not in echoed:
-                    echoed.add(choice["index"])
-                    choice["text"] = self._echo(request, choice["index"] // n) + choice["text"]
+                index = choice["index"]
+                echo = "" if index in offsets else self._echo(request, index // n)
+                start = offsets.get(index, len(echo))
                 if request.get("logprobs") is not None:
-                    choice["logprobs"] = _legacy_logprobs(choice.get("logprobs"))
+                    choice["logprobs"] = _legacy_logprobs(choice.get("logprobs"), start=start)
+                offsets[index] = start + len(choice["text"])
+                choice["text"] = echo + choice["text"]
             yield _finish(chunk, request)
 
     def _completion_body(self, request: Request, *, stream: bool) -> Request:
@@ -234,10 +239,12 @@ class LlamaEngine:
         chunks: queue.SimpleQueue[Any] = queue.SimpleQueue()
         cancelled = threading.Event()
 
-        def on_chunk(chunk: Chunk) -> bool:
+        def on_chunk(chunk: Chunk | None) -> bool:
             if cancelled.is_set():
                 return True
-            chunks.put(chunk)
+            # A multi-prompt completion stream starts with an empty (None) event.
+            if chunk is not None:
+                chunks.put(chunk)
             return False
 
         def produce() -> None:
@@ -379,12 +386,15 @@ def _completion_as_chunks(completion: dict[str, Any], request: Request) -> Itera
         yield {**frame, "choices": [], "usage": completion["usage"]}
 
 
-def _legacy_logprobs(logprobs: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Turn llama.cpp's chat-style token list into the /v1/completions shape."""
+def _legacy_logprobs(logprobs: dict[str, Any] | None, *, start: int = 0) -> dict[str, Any] | None:
+    """Turn llama.cpp's chat-style token list into the /v1/completions shape.
+
+    `start` is where the tokens begin in the returned text (after an echoed prompt).
+    """
     if not logprobs:
         return None
     entries = logprobs.get("content") or []
-    offsets, position = [], 0
+    offsets, position = [], start
     for entry in entries:
         offsets.append(position)
         position += len(entry["token"])
