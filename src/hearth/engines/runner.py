@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 from hearth.api.errors import RateLimited
@@ -57,17 +57,27 @@ class ModelRunner:
         with self._admission():
             loop = asyncio.get_running_loop()
             iterator = await loop.run_in_executor(self._executor, make)
+            step: Future[Any] | None = None
             try:
                 while True:
-                    item = await loop.run_in_executor(self._executor, next, iterator, _DONE)
+                    step = self._executor.submit(next, iterator, _DONE)
+                    item = await asyncio.wrap_future(step)
                     if item is _DONE:
                         return
                     yield item  # type: ignore[misc]
             finally:
                 close = getattr(iterator, "close", None)
                 if close is not None:
-                    # Not awaited: the consumer may be gone; the close runs on the model's thread.
-                    loop.run_in_executor(self._executor, close)
+                    # Not awaited: the consumer may be gone. A generator cannot be closed
+                    # while a thread is inside next(), so the close follows that step.
+                    def close_after(_: object) -> None:
+                        with suppress(RuntimeError):  # shut down: nothing left to stop
+                            self._executor.submit(close)
+
+                    if step is None:
+                        close_after(None)
+                    else:
+                        step.add_done_callback(close_after)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
