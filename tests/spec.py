@@ -16,12 +16,25 @@ SPEC_FILE = SPEC_DIR / "openapi-2026-08-21.yaml"
 SPEC_URI = "urn:openai-openapi"
 
 
+def _with_null(node: Any) -> Any:
+    """OpenAPI's ``nullable: true`` as JSON Schema says it: also allow null."""
+    if isinstance(node, list):
+        return [_with_null(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _with_null(value) for key, value in node.items()}
+    if node.get("nullable") is True:
+        del node["nullable"]
+        return {"anyOf": [node, {"type": "null"}]}
+    return node
+
+
 @cache
 def _registry() -> Registry:
     with SPEC_FILE.open() as fh:
         spec = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     return Registry().with_resource(SPEC_URI, Resource.from_contents(
-        spec, default_specification=DRAFT202012))
+        _with_null(spec), default_specification=DRAFT202012))
 
 
 def assert_matches_schema(body: Any, schema_name: str) -> None:

@@ -8,7 +8,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from hearth.api import embeddings, files, models, moderations, speech, transcriptions, uploads
+from hearth.api import (
+    chat,
+    completions,
+    embeddings,
+    files,
+    models,
+    moderations,
+    speech,
+    transcriptions,
+    uploads,
+)
 from hearth.api.errors import install_error_handlers
 from hearth.api.middleware import (
     BodySizeLimitMiddleware,
@@ -62,7 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     for router in (models.router, speech.router, transcriptions.router, files.router,
-                   uploads.router, embeddings.router, moderations.router):
+                   uploads.router, embeddings.router, moderations.router, chat.router,
+                   completions.router):
         app.include_router(router, prefix="/v1")
 
     limits = body_limit_by_path(

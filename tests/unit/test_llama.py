@@ -128,8 +128,9 @@ def test_json_schema_output_always_validates(engine: LlamaEngine) -> None:
         request = ask("Invent a person.", response_format=response_format, seed=seed, temperature=1.0, max_tokens=48)
         return engine.chat(request)["choices"][0]["message"]["content"]
 
+    # A few seeds here; tests/test_chat.py holds the 20-of-20 check through the API.
     with ThreadPoolExecutor(4) as pool:
-        outputs = list(pool.map(one, range(20)))
+        outputs = list(pool.map(one, range(4)))
 
     for output in outputs:
         jsonschema.validate(json.loads(output), schema)
