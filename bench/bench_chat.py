@@ -15,6 +15,7 @@ first, so it measures generation alone; time to first token covers the prompt.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
@@ -22,7 +23,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from common import live_server, peak_rss_mib, pulled_model_dir
+import httpx
+from common import LiveServer, live_server, peak_rss_mib, pulled_model_dir
 from openai import OpenAI
 
 from hearth.catalog.catalog import Catalog
@@ -72,6 +74,18 @@ def via_hearth(client: OpenAI, prompt: str = PROMPT) -> Run:
                                   for chunk in stream if chunk.choices))
 
 
+def via_raw_http(server: LiveServer) -> Run:
+    """The same stream read with plain httpx: the server's cost without the SDK's parsing."""
+    started = time.perf_counter()
+    body = {"model": MODEL, "stream": True, **request()}
+    with httpx.stream("POST", f"{server.base_url}/v1/chat/completions", json=body, timeout=600,
+                      headers={"Authorization": f"Bearer {server.api_key}"}) as response:
+        payloads = (json.loads(line[6:]) for line in response.iter_lines()
+                    if line.startswith("data: {"))
+        return timed_stream(started, (choice["delta"].get("content") or ""
+                                      for chunk in payloads for choice in chunk["choices"]))
+
+
 def via_engine(engine: LlamaEngine) -> Run:
     started = time.perf_counter()
     chunks = engine.chat_stream(request())
@@ -106,7 +120,9 @@ def main() -> None:
                          threads=settings.inference_threads or os.cpu_count() or 2)
     with live_server([MODEL]) as server:
         client = server.client()
-        runs = alternate({"hearth": lambda: via_hearth(client), "llama.cpp": lambda: via_engine(engine)})
+        runs = alternate({"hearth": lambda: via_hearth(client),
+                          "raw": lambda: via_raw_http(server),
+                          "llama.cpp": lambda: via_engine(engine)})
         single = aggregate_rate(client, 1)
         quad = aggregate_rate(client, 4)
         peak = peak_rss_mib(server.process.pid)
@@ -124,6 +140,8 @@ def main() -> None:
     print(f"| time to first token, ms (median) | {ttft['hearth']:.0f} | {ttft['llama.cpp']:.0f} | "
           f"{ttft['hearth'] / ttft['llama.cpp']:.2f} (lower is better) |")
     print(f"| tokens generated per run | {tokens['hearth']} | {tokens['llama.cpp']} | |")
+    print(f"| generation tokens/s, Hearth read with plain httpx (median) | {rate['raw']:.1f} | "
+          f"{rate['llama.cpp']:.1f} | {rate['raw'] / rate['llama.cpp']:.3f} |")
     print()
     print("| concurrency (Hearth) | aggregate tokens/s |")
     print("|---|---|")

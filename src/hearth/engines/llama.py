@@ -74,6 +74,10 @@ class LlamaEngine:
         params.n_parallel = n_parallel
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = threads
+        # llama.cpp's threads spin while they wait for work by default; on a
+        # small machine that spinning takes the cores the HTTP side needs to
+        # hand each token on (measured: 0.93 -> 0.95 of in-process speed).
+        params.cpuparams.poll = 0
         params.verbosity = 1
         # The embedded server also listens on loopback; it is only used for
         # tokenizing, so lock it behind a key nobody else knows.
