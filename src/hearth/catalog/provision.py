@@ -8,7 +8,6 @@ records a finished pull, which makes the start-up check cheap.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import os
