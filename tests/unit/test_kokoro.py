@@ -51,6 +51,8 @@ def test_first_piece_is_short_so_streaming_starts_early(engine: KokoroEngine) ->
     utterance = engine.prepare(text, "alloy")
     assert len(utterance.pieces[0]) <= FIRST_PIECE_TOKENS < len(engine._phonemize(text, "en-us"))
     assert " ".join(utterance.pieces) == engine._phonemize(text, "en-us")
+    # A short sentence is not worth cutting.
+    assert len(engine.prepare("Good morning, how are you?", "alloy").pieces) == 1
 
 
 def test_bad_arguments_fail_before_any_synthesis(engine: KokoroEngine) -> None:

@@ -30,8 +30,8 @@ SAMPLE_RATE = 24_000
 # The graph attends over 512 tokens, two of which are the padding at each end;
 # a voice file holds one style row per possible length, so the two agree.
 MAX_TOKENS = 510
-# The longest first piece: about two seconds of speech, under a second to synthesize.
-FIRST_PIECE_TOKENS = 40
+# The longest first piece: a few words, which synthesize in well under a second.
+FIRST_PIECE_TOKENS = 16
 STYLE_DIM = 256
 
 # OpenAI's voices, each on a distinct English Kokoro voice of a similar kind.
@@ -167,8 +167,10 @@ class KokoroEngine:
         if not pieces:
             raise NothingToSay(text)
         # Audio starts leaving once the first piece is synthesized, and synthesis
-        # time grows with its length: a short first piece keeps that wait low.
-        pieces[:1] = _split_head(pieces[0], FIRST_PIECE_TOKENS)
+        # time grows with its length: a long first piece gives up its opening
+        # words as a piece of their own. A short one is left whole (little to gain).
+        if len(pieces[0]) > 2 * FIRST_PIECE_TOKENS:
+            pieces[:1] = _split_head(pieces[0], FIRST_PIECE_TOKENS)
         tokens = sum(len(self._tokenizer.tokenize(piece)) for piece in pieces)
         return Utterance(tuple(pieces), native, speed, tokens)
 
