@@ -9,7 +9,7 @@ that does not fit the context window as its first event.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -43,7 +43,7 @@ from hearth.services.generation import (
     engine_errors,
     error_event,
     fingerprint,
-    prime,
+    start_stream,
 )
 
 EngineRequest = dict[str, Any]
@@ -292,15 +292,8 @@ class _ChunkShaper:
 async def open_chat_stream(model: LoadedModel, body: CreateChatCompletionRequest
                            ) -> AsyncIterator[bytes]:
     """Start generating and return the SSE byte stream; refusals raise before it starts."""
-    request = engine_request(body, model)
-    # Usage is always requested so it can be summed over choices; sent only if asked for.
-    request["stream_options"] = {"include_usage": True}
-
-    def chunks() -> Iterator[dict[str, Any]]:
-        return model.engine.chat_stream(request)
-
-    with engine_errors(model.engine, "messages"):
-        raw_chunks = await prime(model.runner.stream(chunks))
+    raw_chunks = await start_stream(model, engine_request(body, model), "messages",
+                                    model.engine.chat_stream)
     return _events(raw_chunks, _ChunkShaper(body, fingerprint(model.spec)), body)
 
 

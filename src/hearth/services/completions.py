@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -24,7 +24,7 @@ from hearth.services.generation import (
     engine_errors,
     error_event,
     fingerprint,
-    prime,
+    start_stream,
 )
 
 EngineRequest = dict[str, Any]
@@ -114,15 +114,8 @@ async def create_completion(model: LoadedModel, body: CreateCompletionRequest) -
 async def open_completion_stream(model: LoadedModel, body: CreateCompletionRequest
                                  ) -> AsyncIterator[bytes]:
     """Start generating and return the SSE byte stream; refusals raise before it starts."""
-    request = engine_request(body, model)
-    # Usage is always requested so it can be summed over prompts; sent only if asked for.
-    request["stream_options"] = {"include_usage": True}
-
-    def chunks() -> Iterator[dict[str, Any]]:
-        return model.engine.complete_stream(request)
-
-    with engine_errors(model.engine, "prompt"):
-        raw_chunks = await prime(model.runner.stream(chunks))
+    raw_chunks = await start_stream(model, engine_request(body, model), "prompt",
+                                    model.engine.complete_stream)
     return _events(raw_chunks, body, fingerprint(model.spec))
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from hearth.api.errors import InvalidRequest
 from hearth.api.sse import sse_event
 from hearth.catalog.catalog import ModelSpec
 from hearth.engines import llama
+from hearth.engines.registry import LoadedModel
 from hearth.protocol.chat import CompletionUsage
 
 T = TypeVar("T")
@@ -47,6 +48,16 @@ def error_event(exc: llama.LlamaError) -> bytes:
     kind = "server_error" if isinstance(exc, llama.EngineFailure) else "invalid_request_error"
     return sse_event({"error": {"message": exc.message, "type": kind, "param": exc.param,
                                 "code": None}})
+
+
+async def start_stream(model: LoadedModel, request: dict[str, Any], prompt_param: str,
+                       generate: Callable[[dict[str, Any]], Iterator[dict[str, Any]]]
+                       ) -> AsyncIterator[dict[str, Any]]:
+    """Start a streamed generation on the model's threads; refusals raise before it starts."""
+    # Usage is always requested so it can be summed over choices; sent only if asked for.
+    request["stream_options"] = {"include_usage": True}
+    with engine_errors(model.engine, prompt_param):
+        return await prime(model.runner.stream(lambda: generate(request)))
 
 
 async def prime(stream: AsyncIterator[T]) -> AsyncIterator[T]:
