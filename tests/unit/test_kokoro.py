@@ -47,12 +47,14 @@ def test_resolve_voice_takes_openai_and_native_names(engine: KokoroEngine) -> No
 
 
 def test_first_piece_is_short_so_streaming_starts_early(engine: KokoroEngine) -> None:
-    text = "The quick brown fox jumps over the lazy dog near the riverbank, and then it runs."
-    utterance = engine.prepare(text, "alloy")
-    assert len(utterance.pieces[0]) <= FIRST_PIECE_TOKENS < len(engine._phonemize(text, "en-us"))
-    assert " ".join(utterance.pieces) == engine._phonemize(text, "en-us")
-    # A short sentence is not worth cutting.
-    assert len(engine.prepare("Good morning, how are you?", "alloy").pieces) == 1
+    first = "The quick brown fox jumps over the lazy dog near the riverbank, and then it runs."
+    utterance = engine.prepare(f"{first} It is gone.", "alloy")
+    assert len(utterance.pieces[0]) <= FIRST_PIECE_TOKENS < len(engine._phonemize(first, "en-us"))
+    assert " ".join(utterance.pieces[:-1]) == engine._phonemize(first, "en-us")
+    # A sentence alone, or a short first one, is not worth cutting.
+    assert len(engine.prepare(first, "alloy").pieces) == 1
+    assert engine.prepare("Good morning, how are you? Fine.", "alloy").pieces[0] == \
+        engine._phonemize("Good morning, how are you?", "en-us")
 
 
 def test_bad_arguments_fail_before_any_synthesis(engine: KokoroEngine) -> None:

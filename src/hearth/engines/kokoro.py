@@ -167,9 +167,10 @@ class KokoroEngine:
         if not pieces:
             raise NothingToSay(text)
         # Audio starts leaving once the first piece is synthesized, and synthesis
-        # time grows with its length: a long first piece gives up its opening
-        # words as a piece of their own. A short one is left whole (little to gain).
-        if len(pieces[0]) > 2 * FIRST_PIECE_TOKENS:
+        # time grows with its length: when more follows, a long first piece gives
+        # up its opening words as a piece of their own. A lone or short piece is
+        # left whole: little to gain, and its flow (and intelligibility) to lose.
+        if len(pieces) > 1 and len(pieces[0]) > 2 * FIRST_PIECE_TOKENS:
             pieces[:1] = _split_head(pieces[0], FIRST_PIECE_TOKENS)
         tokens = sum(len(self._tokenizer.tokenize(piece)) for piece in pieces)
         return Utterance(tuple(pieces), native, speed, tokens)
