@@ -25,7 +25,7 @@ from hearth.api.errors import InvalidRequest, NotFound, PayloadTooLarge
 from hearth.api.multipart import StreamingForm
 from hearth.protocol.files import CreateFileForm, DeleteFileResponse, OpenAIFile
 from hearth.services.blobio import capped, read_blob_sync, stream_blocks, write_blob
-from hearth.services.file_checks import ContentCheck, content_check
+from hearth.services.file_checks import ContentCheck, NoCheck, content_check
 from hearth.settings import Settings
 from hearth.store import files as repo
 from hearth.store.blobs import BlobNotFound, BlobStore, open_blob_store
@@ -125,8 +125,8 @@ async def create_file(storage: FileStorage, project_id: str, form: StreamingForm
                                             part.filename or "file")
     async with pending_write(storage, File, record.id, record.blob_key):
         chunks = capped(part.chunks, limit, lambda: file_too_large(limit))
-        size = await write_blob(storage.blobs, record.blob_key, chunks,
-                                check.feed if check else None)
+        inspect = None if check is None or isinstance(check, NoCheck) else check.feed
+        size = await write_blob(storage.blobs, record.blob_key, chunks, inspect)
         await form.finish()
         if params is None:
             params = _form_params(form.fields)
