@@ -14,6 +14,7 @@ from faster_whisper.feature_extractor import FeatureExtractor
 from hearth.audio.decode import DecodedAudio, decode_audio
 from hearth.audio.encode import AudioEncoder
 from hearth.audio.subtitles import render_srt, render_verbose_json, render_vtt, transcript_text
+from hearth.engines import whisper
 from hearth.engines.kokoro import KokoroEngine
 from hearth.engines.whisper import (
     AUTO_VAD,
@@ -24,10 +25,22 @@ from hearth.engines.whisper import (
     WhisperEngine,
     WhisperOptionError,
     WindowedFeatureExtractor,
+    quiet_windows,
 )
 from tests.conftest import pulled_model_dir
 
 ENGLISH = "The quick brown fox jumps over the lazy dog. Please call me tomorrow morning."
+# Spoken one after another, they make audio several (test-sized) windows long.
+LONG_PARTS = (
+    ("Seven purple elephants walked slowly across the frozen river at midnight.",
+     {"purple", "elephants", "frozen", "river", "midnight"}),
+    ("My grandmother bakes chocolate cookies every Sunday afternoon.",
+     {"grandmother", "chocolate", "cookies", "sunday", "afternoon"}),
+    ("The library closes early on holidays, so return your books before Friday.",
+     {"library", "holidays", "books", "friday"}),
+    ("Bright orange lanterns lit the harbor while the fishermen sang.",
+     {"orange", "lanterns", "harbor", "fishermen"}),
+)
 SPANISH = "Buenos días. El perro come pan en la casa."
 
 
@@ -221,3 +234,55 @@ def test_windowed_features_equal_whole_signal_features(seconds: float) -> None:
     whole, windowed = FeatureExtractor()(audio), WindowedFeatureExtractor()(audio)
     assert windowed.shape == whole.shape
     np.testing.assert_allclose(windowed, whole, atol=1e-6)
+
+
+def test_windows_are_cut_at_the_quietest_point_and_lose_nothing() -> None:
+    rate, window = 16_000, 16_000 * 12
+    rng = np.random.default_rng(3)
+    audio = rng.standard_normal(rate * 40).astype(np.float32) * 0.3
+    audio[rate * 9 : rate * 10] = 0.0  # a pause 9 to 10 s in: inside the first window's tail
+    chunks = np.array_split(audio, 37)  # uneven chunks, as a decoder yields them
+
+    windows = list(quiet_windows(chunks, window_samples=window))
+
+    np.testing.assert_array_equal(np.concatenate(windows), audio)
+    assert all(w.size <= window for w in windows) and len(windows) >= 4
+    assert rate * 9 <= windows[0].size <= rate * 10
+    assert [w.size for w in quiet_windows([audio[:window]], window_samples=window)] == [window]
+    assert [w.size for w in quiet_windows([], window_samples=window)] == [0]
+
+
+@pytest.fixture(scope="session")
+def long_speech(tmp_path_factory, voice_engine) -> DecodedAudio:
+    folder = tmp_path_factory.mktemp("long")
+    parts = [speak(voice_engine, folder / f"{index}.wav", "af_heart", text, gap_seconds=1.0)
+             for index, (text, _) in enumerate(LONG_PARTS)]
+    samples = np.concatenate([part.samples for part in parts])
+    return DecodedAudio(samples, samples.size / 16_000)
+
+
+def test_long_audio_is_transcribed_window_by_window_as_one_recording(
+        engine, long_speech, monkeypatch):
+    window_seconds = 10.0
+    monkeypatch.setattr(whisper, "WINDOW_SECONDS", window_seconds)
+    assert long_speech.duration > 2 * window_seconds  # so three windows at least
+    chunks = np.array_split(long_speech.samples, 50)
+
+    result = engine.transcribe_stream(iter(chunks), TranscriptionOptions(word_timestamps=True))
+    first_window = result.info.duration
+    segments = list(result.segments)
+
+    assert first_window <= window_seconds < result.info.duration
+    assert result.info.duration == pytest.approx(long_speech.duration)
+    assert result.info.duration_after_vad == pytest.approx(long_speech.duration)
+    assert result.info.language == "en"
+    assert [s.id for s in segments] == list(range(len(segments)))
+    seeks = [s.seek for s in segments]
+    assert seeks == sorted(seeks) and seeks[-1] >= first_window * 100
+    bounds = [t for s in segments for t in (s.start, s.end)]
+    assert bounds == sorted(bounds) and 0 <= bounds[0] and bounds[-1] <= long_speech.duration
+    word_times = [t for s in segments for w in s.words for t in (w.start, w.end)]
+    assert word_times == sorted(word_times) and word_times[-1] <= long_speech.duration
+    heard = words_of(transcript_text(segments))
+    for _, expected in LONG_PARTS:
+        assert expected <= heard

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import BinaryIO
 
 from fastapi import APIRouter, Request
@@ -14,7 +16,7 @@ from hearth.api.sse import sse_response
 from hearth.engines.registry import LoadedModel
 from hearth.protocol.transcriptions import CreateTranscriptionForm, CreateTranslationForm
 from hearth.services.transcriptions import (
-    Job,
+    Running,
     Upload,
     finish,
     parse_form,
@@ -37,19 +39,21 @@ CLIENT_CLOSED_REQUEST = 499
 @router.post("/audio/transcriptions", response_model=None, responses=_RESPONSES)
 async def create_transcription(request: Request, _: ProjectCaller) -> Response:
     upload = await _receive(request)
-    with upload.file:
+    with _closed_on_error(upload.file):
         form = parse_form(CreateTranscriptionForm, upload.items)
         job = plan_transcription(await _model(request, form.model), form)
-        return await _respond(request, job, upload.file)
+        running = await start(job, upload.file)
+    return await _respond(request, running)
 
 
 @router.post("/audio/translations", response_model=None, responses=_RESPONSES)
 async def create_translation(request: Request, _: ProjectCaller) -> Response:
     upload = await _receive(request)
-    with upload.file:
+    with _closed_on_error(upload.file):
         form = parse_form(CreateTranslationForm, upload.items)
         job = plan_translation(await _model(request, form.model), form)
-        return await _respond(request, job, upload.file)
+        running = await start(job, upload.file)
+    return await _respond(request, running)
 
 
 async def _receive(request: Request) -> Upload:
@@ -61,10 +65,18 @@ async def _model(request: Request, name: str) -> LoadedModel:
     return await load_model(request, resolve_model(request, name, "transcription"))
 
 
-async def _respond(request: Request, job: Job, audio_file: BinaryIO) -> Response:
-    # Starting decodes the audio, so the upload may be closed once this returns.
-    running = await start(job, audio_file)
-    if job.stream:
+@contextmanager
+def _closed_on_error(audio_file: BinaryIO) -> Iterator[None]:
+    """Close the upload if the request fails before its transcription takes it over."""
+    try:
+        yield
+    except BaseException:
+        audio_file.close()
+        raise
+
+
+async def _respond(request: Request, running: Running) -> Response:
+    if running.job.stream:
         return sse_response(sse_stream(running))
     if not await finish(running, request.is_disconnected):
         return Response(status_code=CLIENT_CLOSED_REQUEST)

@@ -5,8 +5,8 @@ mpeg, mpga, m4a, ogg, wav, webm or any video with an audio track, at any sample
 rate and channel layout; PyAV (FFmpeg) demuxes only the audio stream and its
 resampler downmixes and converts. Decoding is a generator of bounded chunks so
 the compressed input is read incrementally and callers that can work in pieces
-never hold more than one chunk; `decode_audio` assembles the whole signal for
-Whisper, which needs it at once.
+(Whisper transcribes a window at a time) never hold the whole signal;
+`decode_audio` assembles it for callers that need it at once.
 """
 
 from __future__ import annotations

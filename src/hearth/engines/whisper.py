@@ -6,6 +6,15 @@ detection and voice-activity detection run eagerly) and its segments as a lazy
 generator, so the caller streams text as each 30-second window is decoded and
 stops the work by closing the generator when the client goes away.
 
+Long audio: faster-whisper needs its whole input at once (samples, features,
+VAD), so memory would grow with the recording. Audio therefore arrives as
+chunks (from the decoder) and is transcribed a window of WINDOW_SECONDS at a
+time, each window cut at its quietest half second so no word is split. Across
+windows the transcription carries what faster-whisper carries across its own
+30-second steps: the language (detected on the first window), the previous
+text as the decoder's prompt, and times, seeks and segment ids, offset to the
+whole recording. Audio shorter than a window is one window: nothing changes.
+
 Token log-probabilities: faster-whisper reports only per-segment averages, so
 when they are asked for, every CTranslate2 decode of the request also returns
 its per-step vocabulary logits, and each emitted text token gets
@@ -21,9 +30,10 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from functools import cache
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +54,18 @@ BEAM_SIZE = 5
 BEST_OF = 5
 # Whisper's encoder turns every 20 ms of audio into one frame for the decoder.
 ENCODER_FRAMES_PER_SECOND = 50
+SAMPLE_RATE = 16_000  # Whisper's input
+HOP_LENGTH = 160  # samples per mel frame, the unit of a segment's `seek`
+# faster-whisper's default: a window decoded this hot stops conditioning what follows.
+PROMPT_RESET_TEMPERATURE = 0.5
+
+# Long audio is transcribed this much at a time: memory holds one window's
+# samples and features (about 60 MB for 10 minutes), whatever the duration.
+WINDOW_SECONDS = 600.0
+# A window ends in the quietest QUIET_FRAME_SECONDS of its last
+# QUIET_SEARCH_SECONDS (at most half the window), where no word is spoken.
+QUIET_SEARCH_SECONDS = 30.0
+QUIET_FRAME_SECONDS = 0.5
 
 
 class WhisperOptionError(ValueError):
@@ -134,10 +156,79 @@ class TranscriptionInfo:
         return math.ceil(round(self.duration_after_vad * ENCODER_FRAMES_PER_SECOND, 6))
 
 
+# Transcribes one window: (samples, language or None to detect, prompt text or tokens).
+WindowDecoder = Callable[[np.ndarray, str | None, str | list[int] | None],
+                         tuple[Iterator[fw.Segment], fw.TranscriptionInfo]]
+
+
 @dataclass(frozen=True, slots=True)
+class _Placement:
+    """Where a window sits in the whole recording."""
+
+    first_id: int
+    offset: int  # samples before the window
+    duration: float  # seconds in the window
+
+
 class Transcription:
-    info: TranscriptionInfo
-    segments: Iterator[Segment]  # lazy: decoding happens as it is consumed
+    """A transcription under way, window by window.
+
+    `info` is ready at once. Its `duration` and `duration_after_vad` are the
+    totals of the windows begun so far: final once `segments` is exhausted,
+    and from the start for audio shorter than one window.
+    """
+
+    def __init__(self, decode: WindowDecoder, windows: Iterator[np.ndarray], *,
+                 options: TranscriptionOptions, language: str | None,
+                 prompt_tokens: Sequence[int], recorder: _LogitsRecorder | None,
+                 context_tokens: int) -> None:
+        self._decode, self._windows, self._recorder = decode, windows, recorder
+        # What the decoder is conditioned on across windows, as faster-whisper
+        # conditions its own 30-second steps: the prompt, then the text so far.
+        self._context: deque[int] = deque(prompt_tokens, maxlen=context_tokens)
+        first = next(windows)
+        raw_segments, raw_info = decode(first, language, options.prompt or None)
+        self._samples = first.size  # in the windows begun so far
+        self.info = TranscriptionInfo(
+            task=options.task,
+            language=raw_info.language,
+            language_probability=raw_info.language_probability,
+            duration=raw_info.duration,
+            duration_after_vad=raw_info.duration_after_vad,
+            prompt_tokens=len(prompt_tokens),
+        )
+        self.segments: Iterator[Segment] = self._all_segments(
+            raw_segments, _Placement(first_id=0, offset=0, duration=raw_info.duration))
+
+    def _all_segments(self, raw_segments: Iterator[fw.Segment],
+                      placement: _Placement) -> Iterator[Segment]:
+        last_id = yield from self._placed(raw_segments, placement)
+        for window in self._windows:
+            placement = _Placement(last_id + 1, self._samples, window.size / SAMPLE_RATE)
+            raw_segments, raw_info = self._decode(window, self.info.language,
+                                                  list(self._context) or None)
+            self._samples += window.size
+            del window  # its features are computed: free the samples before the next window decodes
+            self.info = replace(
+                self.info, duration=self._samples / SAMPLE_RATE,
+                duration_after_vad=self.info.duration_after_vad + raw_info.duration_after_vad)
+            last_id = yield from self._placed(raw_segments, placement)
+
+    def _placed(self, raw_segments: Iterator[fw.Segment],
+                placement: _Placement) -> Generator[Segment, None, int]:
+        """Yield one window's segments placed in the recording; return the last id."""
+        last_id = placement.first_id - 1
+        for segment in _segments(raw_segments, placement, self._recorder):
+            self._remember(segment)
+            last_id = segment.id
+            yield segment
+        return last_id
+
+    def _remember(self, segment: Segment) -> None:
+        if segment.temperature > PROMPT_RESET_TEMPERATURE:
+            self._context.clear()
+        else:
+            self._context.extend(segment.tokens)
 
 
 class WhisperEngine:
@@ -175,6 +266,16 @@ class WhisperEngine:
 
     def transcribe(self, audio: np.ndarray, options: TranscriptionOptions) -> Transcription:
         """Start transcribing (or translating) 16 kHz mono float32 `audio`."""
+        return self.transcribe_stream([audio], options)
+
+    def transcribe_stream(self, chunks: Iterable[np.ndarray],
+                          options: TranscriptionOptions) -> Transcription:
+        """Start transcribing 16 kHz mono float32 audio given as chunks of any length.
+
+        Chunks are consumed a window at a time as segments are, so the whole
+        recording is never held; the first window is read (and its errors
+        raised) before this returns.
+        """
         language = self._check_options(options)
         model = self._model
         recorder = None
@@ -184,27 +285,16 @@ class WhisperEngine:
             model = copy.copy(self._model)
             recorder = _LogitsRecorder(self._model.model, self._model.hf_tokenizer)
             model.model = recorder
-        raw_segments, raw_info = model.transcribe(
-            audio,
-            task=options.task,
+        return Transcription(
+            partial(_decode_window, model, options),
+            quiet_windows(chunks, window_samples=round(WINDOW_SECONDS * SAMPLE_RATE)),
+            options=options,
             language=language,
-            initial_prompt=options.prompt or None,
-            temperature=_temperatures(options.temperature),
-            beam_size=1 if options.logprobs else BEAM_SIZE,
-            best_of=BEST_OF,
-            word_timestamps=options.word_timestamps,
-            vad_filter=options.vad is not None,
-            vad_parameters=_vad_options(options.vad) if options.vad else None,
+            prompt_tokens=self._prompt_tokens(options.prompt),
+            recorder=recorder,
+            # faster-whisper keeps only this much of the previous text in a prompt.
+            context_tokens=self._model.max_length // 2 - 1,
         )
-        info = TranscriptionInfo(
-            task=options.task,
-            language=raw_info.language,
-            language_probability=raw_info.language_probability,
-            duration=raw_info.duration,
-            duration_after_vad=raw_info.duration_after_vad,
-            prompt_tokens=self._count_prompt_tokens(options.prompt),
-        )
-        return Transcription(info, _segments(raw_segments, info.duration, recorder))
 
     def _check_options(self, options: TranscriptionOptions) -> str | None:
         """Validate the options; return the language code to force, if any."""
@@ -230,12 +320,63 @@ class WhisperEngine:
             )
         return language
 
-    def _count_prompt_tokens(self, prompt: str | None) -> int:
+    def _prompt_tokens(self, prompt: str | None) -> list[int]:
         if not prompt:
-            return 0
+            return []
         # faster-whisper conditions on the prompt encoded with a leading space.
-        encoding = self._model.hf_tokenizer.encode(" " + prompt.strip(), add_special_tokens=False)
-        return len(encoding.ids)
+        return self._model.hf_tokenizer.encode(" " + prompt.strip(), add_special_tokens=False).ids
+
+
+def _decode_window(model: WhisperModel, options: TranscriptionOptions, audio: np.ndarray,
+                   language: str | None, prompt: str | list[int] | None,
+                   ) -> tuple[Iterator[fw.Segment], fw.TranscriptionInfo]:
+    return model.transcribe(
+        audio,
+        task=options.task,
+        language=language,
+        initial_prompt=prompt,
+        temperature=_temperatures(options.temperature),
+        beam_size=1 if options.logprobs else BEAM_SIZE,
+        best_of=BEST_OF,
+        prompt_reset_on_temperature=PROMPT_RESET_TEMPERATURE,
+        word_timestamps=options.word_timestamps,
+        vad_filter=options.vad is not None,
+        vad_parameters=_vad_options(options.vad) if options.vad else None,
+    )
+
+
+def quiet_windows(chunks: Iterable[np.ndarray], *, window_samples: int) -> Iterator[np.ndarray]:
+    """Regroup audio chunks into windows of at most `window_samples`.
+
+    A window is cut only when more audio follows, in the middle of the quietest
+    frame of its tail; the rest opens the next window. Always yields at least
+    one window (empty for empty input).
+    """
+    frame = round(QUIET_FRAME_SECONDS * SAMPLE_RATE)
+    # Whole frames, and at most half a window, so every window keeps at least half.
+    search = frame * int(min(QUIET_SEARCH_SECONDS * SAMPLE_RATE, window_samples / 2) // frame)
+    if search < frame:
+        raise ValueError(f"a window must hold at least two {QUIET_FRAME_SECONDS} s frames")
+    pending: list[np.ndarray] = []
+    size = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        size += chunk.size
+        while size > window_samples:
+            joined = np.concatenate(pending)
+            cut = _quietest_point(joined[:window_samples], search, frame)
+            rest = joined[cut:].copy()  # a copy, so the yielded window alone owns `joined`
+            yield joined[:cut]
+            pending, size = [rest], rest.size
+    yield np.concatenate(pending) if pending else np.empty(0, dtype=np.float32)
+
+
+def _quietest_point(window: np.ndarray, search: int, frame: int) -> int:
+    """The middle of the lowest-energy `frame` among the last `search` samples of `window`."""
+    start = window.size - search
+    frames = window[start:].reshape(-1, frame)
+    energy = np.einsum("ij,ij->i", frames, frames)
+    return start + int(np.argmin(energy)) * frame + frame // 2
 
 
 def _temperatures(temperature: float) -> tuple[float, ...]:
@@ -251,20 +392,22 @@ def _vad_options(params: VadParams) -> VadOptions:
 
 
 def _segments(
-    raw_segments: Iterator[fw.Segment], duration: float, recorder: _LogitsRecorder | None
+    raw_segments: Iterator[fw.Segment], placement: _Placement, recorder: _LogitsRecorder | None
 ) -> Iterator[Segment]:
-    """Convert faster-whisper's segments to Hearth's, numbered from 0 as OpenAI does.
+    """Convert one window's faster-whisper segments to Hearth's, placed in the recording.
 
-    Timestamps are rounded to the millisecond, dropping float noise, and clamped
-    to the last whole millisecond of audio, as Whisper's final timestamp token
-    can round past the end of a clip.
+    Ids continue from `placement.first_id` (0 for the first window, as OpenAI
+    numbers them). Timestamps are rounded to the millisecond, dropping float
+    noise, and clamped to the window's last whole millisecond, as Whisper's
+    final timestamp token can round past the end of a clip.
     """
-    last_millisecond = math.floor(duration * 1000) / 1000
+    last_millisecond = math.floor(placement.duration * 1000) / 1000
+    offset = placement.offset / SAMPLE_RATE
 
     def seconds(value: float) -> float:
-        return min(round(float(value), 3), last_millisecond)
+        return round(offset + min(round(float(value), 3), last_millisecond), 3)
 
-    for index, raw in enumerate(raw_segments):
+    for index, raw in enumerate(raw_segments, start=placement.first_id):
         words = None
         if raw.words is not None:
             words = tuple(
@@ -273,7 +416,7 @@ def _segments(
             )
         yield Segment(
             id=index,
-            seek=raw.seek,
+            seek=raw.seek + placement.offset // HOP_LENGTH,
             start=seconds(raw.start),
             end=seconds(raw.end),
             text=raw.text,

@@ -6,7 +6,9 @@ refused (form fields, model, option combinations, then the audio itself and
 the language) is checked before the response starts, so errors are a JSON
 envelope, never a cut-off stream. Decoding and inference run on the model's
 runner, segment by segment: requests sharing the model take turns, and a
-client that goes away stops the work at the next segment.
+client that goes away stops the work at the next segment. The audio is decoded
+as the engine consumes it, a window at a time, so an hour of it never sits in
+memory decoded; the transcription owns the spooled file and closes it when done.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from hearth.api.errors import InvalidRequest, PayloadTooLarge
 from hearth.api.multipart import StreamingForm
 from hearth.api.sse import sse_event
 from hearth.audio import subtitles
-from hearth.audio.decode import AudioDecodeError, decode_audio
+from hearth.audio.decode import AudioDecodeError, iter_audio_chunks
 from hearth.engines.registry import LoadedModel
 from hearth.engines.whisper import (
     AUTO_VAD,
@@ -82,11 +84,11 @@ class Job:
 
 @dataclass
 class Running:
-    """A transcription whose audio decoded and whose segments are still to come."""
+    """A transcription whose first audio decoded and whose segments are still to come."""
 
     job: Job
-    info: TranscriptionInfo
-    segments: AsyncIterator[Segment]
+    info: TranscriptionInfo  # the durations are final once `items` is exhausted
+    items: AsyncIterator[TranscriptionInfo | Segment]
     done: list[Segment] = field(default_factory=list)
 
 
@@ -192,15 +194,23 @@ def _vad(strategy: str | VadConfig | None) -> VadParams | None:
 
 def _transcribe(engine: WhisperEngine, audio_file: BinaryIO,
                 options: TranscriptionOptions) -> Iterator[TranscriptionInfo | Segment]:
-    """Runs on the model's thread: decode, then the info, then segments as they decode."""
-    transcription = engine.transcribe(decode_audio(audio_file).samples, options)
-    # Only the engine holds the samples now; they go when its segments finish.
-    yield transcription.info
-    yield from transcription.segments
+    """Runs on the model's thread: the info, the segments as they decode, the final info.
+
+    The audio is decoded as the engine asks for it; the file closes with the
+    generator, finished or abandoned.
+    """
+    with audio_file:
+        transcription = engine.transcribe_stream(iter_audio_chunks(audio_file), options)
+        yield transcription.info
+        yield from transcription.segments
+        yield transcription.info  # its durations now count every window
 
 
 async def start(job: Job, audio_file: BinaryIO) -> Running:
-    """Decode the audio and begin transcribing; refusals of the audio are raised here."""
+    """Decode the first audio and begin transcribing; refusals of the audio are raised here.
+
+    Once this returns, the transcription owns `audio_file` and closes it.
+    """
     items = job.model.runner.stream(lambda: _transcribe(job.model.engine, audio_file, job.options))
     try:
         info = await anext(items)
@@ -212,16 +222,29 @@ async def start(job: Job, audio_file: BinaryIO) -> Running:
         raise InvalidRequest(str(exc), param="model") from None
     except WhisperOptionError as exc:
         raise InvalidRequest(str(exc)) from None
-    return Running(job, cast(TranscriptionInfo, info), cast(AsyncIterator[Segment], items))
+    return Running(job, cast(TranscriptionInfo, info), items)
+
+
+async def _segments(running: Running) -> AsyncIterator[Segment]:
+    """The segments as they decode, kept in `done`; an info updates the totals."""
+    async with aclosing(running.items) as items:
+        async for item in items:
+            if isinstance(item, TranscriptionInfo):
+                running.info = item
+            else:
+                running.done.append(item)
+                yield item
 
 
 async def finish(running: Running, disconnected: Callable[[], Awaitable[bool]]) -> bool:
     """Decode every segment; False if the client left first (the work stops there)."""
-    async with aclosing(running.segments) as segments:
-        async for segment in segments:
-            running.done.append(segment)
-            if await disconnected():
-                return False
+    async with aclosing(_segments(running)) as segments:
+        try:
+            async for _ in segments:
+                if await disconnected():
+                    return False
+        except AudioDecodeError as exc:  # damage past the first window
+            raise InvalidRequest(str(exc), param="file") from None
     return True
 
 
@@ -246,8 +269,7 @@ def render(running: Running) -> dict[str, Any] | str:
 async def sse_stream(running: Running) -> AsyncIterator[bytes]:
     """`transcript.text.delta` per decoded segment, then `transcript.text.done`."""
     logprobs = running.job.options.logprobs
-    async with aclosing(running.segments) as segments:
+    async with aclosing(_segments(running)) as segments:
         async for segment in segments:
-            running.done.append(segment)
             yield sse_event(subtitles.text_delta_event(segment, logprobs=logprobs))
     yield sse_event(subtitles.text_done_event(running.info, running.done, logprobs=logprobs))
