@@ -25,6 +25,9 @@ from hearth.catalog.catalog import Catalog
 from hearth.catalog.provision import ModelStore
 from hearth.settings import Settings
 
+# The storage fixtures (files_server over SQLite+disk and PostgreSQL+S3) for every module.
+pytest_plugins = ["tests.storage_backends"]
+
 # Every model the live server loads for the suite.
 SERVER_MODELS = Settings().default_models
 

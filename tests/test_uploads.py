@@ -1,8 +1,5 @@
 """/v1/uploads through the official SDK, on SQLite + disk and on PostgreSQL + S3."""
 
-# The storage fixtures are imported by name, which pytest needs and ruff misreads.
-# ruff: noqa: F401, F811
-
 from __future__ import annotations
 
 import hashlib
@@ -20,10 +17,7 @@ from tests.spec import assert_matches_schema
 from tests.storage_backends import (
     FilesServer,
     MiB,
-    files_server,
     make_backend,
-    moto_endpoint,
-    pg_admin_url,
     start_files_server,
 )
 
