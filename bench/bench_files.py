@@ -20,50 +20,14 @@ import argparse
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
-from openai import OpenAI
+from common import live_server, peak_rss_mib
 
 MiB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM")
-
-
-def start_server(data_dir: Path, max_file_bytes: int) -> tuple[subprocess.Popen, str, str]:
-    port = free_port()
-    env = {**os.environ, "HEARTH_DATA_DIR": str(data_dir), "HEARTH_DEFAULT_MODELS": "[]",
-           "HEARTH_PULL_ON_START": "false", "HEARTH_LOG_LEVEL": "warning",
-           "HEARTH_MAX_FILE_BYTES": str(max_file_bytes)}
-    log = (data_dir / "server.log").open("ab")
-    process = subprocess.Popen([sys.executable, "-m", "hearth", "serve", "--port", str(port)],
-                               env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    keys = dict(line.split("=", 1) for line in (data_dir / "initial-keys.txt").read_text()
-                .splitlines() if "=" in line and not line.startswith("#"))
-    return process, base, keys["HEARTH_API_KEY"]
 
 
 def timed(action) -> float:
@@ -99,12 +63,9 @@ def main() -> None:
             # Flushed first, so no measurement competes with the source's writeback.
             fh.flush()
             os.fsync(fh.fileno())
-        data_dir = root / "data"
-        data_dir.mkdir()
-        process, base, key = start_server(data_dir, max_file_bytes=size + MiB)
-        client = OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=3600)
         rows: list[tuple[str, float, str]] = []
-        try:
+        with live_server([], HEARTH_MAX_FILE_BYTES=str(size + MiB), data_root=root) as server:
+            client = server.client(timeout=3600)
             rows.append(("plain copy (shutil.copyfile)",
                          best_of_two(lambda: shutil.copyfile(source, root / "copy.bin")), "-"))
             # Hearth makes every blob durable before its row commits; so does this copy.
@@ -116,12 +77,12 @@ def main() -> None:
             rows.append(("upload: client.files.create",
                          timed(lambda: created.update(file=client.files.create(
                              file=source, purpose="user_data"))),
-                         f"{peak_rss_mib(process.pid):.0f}"))
+                         f"{peak_rss_mib(server.process.pid):.0f}"))
             rows.append(("upload: client.uploads.upload_file_chunked (64 MB parts)",
                          timed(lambda: client.uploads.upload_file_chunked(
                              file=source, mime_type="application/octet-stream",
                              purpose="user_data")),
-                         f"{peak_rss_mib(process.pid):.0f}"))
+                         f"{peak_rss_mib(server.process.pid):.0f}"))
 
             def download() -> None:
                 with client.files.with_streaming_response.content(created["file"].id) as resp, \
@@ -130,11 +91,8 @@ def main() -> None:
                         out.write(chunk)
 
             rows.append(("download: client.files.content (streamed)", timed(download),
-                         f"{peak_rss_mib(process.pid):.0f}"))
+                         f"{peak_rss_mib(server.process.pid):.0f}"))
             assert (root / "download.bin").stat().st_size == size
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
 
     copy_seconds, durable_seconds = rows[0][1], rows[1][1]
     print(f"\n{args.size_mb} MiB file, server on SQLite + local blobs "

@@ -17,12 +17,14 @@ from tests.conftest import LiveServer, pulled_model_dir, start_server, stop_serv
 
 
 @contextmanager
-def live_server(models: list[str], **env: str) -> Iterator[LiveServer]:
+def live_server(models: list[str], data_root: Path | None = None,
+                **env: str) -> Iterator[LiveServer]:
+    """A server loading ``models``, its data directory a fresh folder under ``data_root``."""
     for name in models:
         pulled_model_dir(name)
     from hearth.settings import Settings
 
-    with tempfile.TemporaryDirectory(prefix="hearth-bench-") as data_dir:
+    with tempfile.TemporaryDirectory(prefix="hearth-bench-", dir=data_root) as data_dir:
         server = start_server(Path(data_dir), Settings().resolved_models_dir,
                               HEARTH_DEFAULT_MODELS=json.dumps(models), **env)
         try:
