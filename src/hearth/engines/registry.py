@@ -90,6 +90,10 @@ class ModelRegistry:
         self._locks: dict[str, asyncio.Lock] = {}
 
     def is_servable(self, spec: ModelSpec) -> bool:
+        # A loaded model is servable by definition; only the others need the
+        # disk check (a marker read and a stat per file), kept off the hot path.
+        if spec.id in self._loaded:
+            return True
         return spec.engine in LOADERS and self.store.is_present(spec)
 
     async def get(self, spec: ModelSpec) -> LoadedModel:
