@@ -1,36 +1,44 @@
 """Moving bytes between the event loop and the (synchronous) blob store.
 
-Writes run the store's ``put`` in a worker thread that pulls the request's
-chunks from the loop one block at a time: memory stays at one block, and an
-error raised by the stream (a size limit, a bad line, a disconnect) surfaces
-inside ``put``, which then leaves nothing behind.
+A write runs the store's ``put`` in a worker thread fed through a ``_Pipe``:
+the loop goes on receiving the request while the thread writes what arrived
+before, with at most ``DEPTH`` blocks of about ``BLOCK`` bytes in flight, so
+memory stays bounded whatever the size. A block is a list of the chunks as
+they were received, never copied into one buffer. An error raised by the
+stream (a size limit, a bad line, a disconnect) travels down the pipe and is
+raised inside ``put``, which then leaves nothing behind; an error inside
+``put`` (a full disk) stops the loop side and is raised to the caller.
 """
 
 from __future__ import annotations
 
+import asyncio
+import queue
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from contextlib import closing
+from contextlib import closing, suppress
 from typing import BinaryIO
 
 import anyio
-import anyio.from_thread
 import anyio.to_thread
 
 from hearth.store.blobs import BlobStore
 
 BLOCK = 1024 * 1024
+DEPTH = 8
 
 
-async def coalesce(chunks: AsyncIterator[bytes], size: int = BLOCK) -> AsyncIterator[bytes]:
-    """Re-cut a stream of small chunks into blocks of about ``size`` bytes."""
-    buffer = bytearray()
+async def batched(chunks: AsyncIterator[bytes], size: int = BLOCK) -> AsyncIterator[list[bytes]]:
+    """Group a stream of chunks into lists holding about ``size`` bytes each."""
+    batch: list[bytes] = []
+    held = 0
     async for chunk in chunks:
-        buffer += chunk
-        if len(buffer) >= size:
-            yield bytes(buffer)
-            buffer.clear()
-    if buffer:
-        yield bytes(buffer)
+        batch.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            yield batch
+            batch, held = [], 0
+    if batch:
+        yield batch
 
 
 async def capped(chunks: AsyncIterator[bytes], limit: int,
@@ -44,13 +52,47 @@ async def capped(chunks: AsyncIterator[bytes], limit: int,
         yield chunk
 
 
-async def _next_block(chunks: AsyncIterator[bytes]) -> bytes | None:
-    return await anext(chunks, None)
+class _End:
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
 
 
-def _pulled_from_loop(chunks: AsyncIterator[bytes]) -> Iterator[bytes]:
-    while (block := anyio.from_thread.run(_next_block, chunks)) is not None:
-        yield block
+class _Pipe:
+    """Blocks of chunks from the event loop to one worker thread, ``depth`` at most in flight."""
+
+    def __init__(self, depth: int) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._room = asyncio.Semaphore(depth)
+        self._items: queue.SimpleQueue[list[bytes] | _End] = queue.SimpleQueue()
+        self._reader_gone = False
+
+    async def send(self, block: list[bytes]) -> bool:
+        """Queue ``block``, waiting for room; False once the reader has stopped reading."""
+        await self._room.acquire()
+        if self._reader_gone:
+            return False
+        self._items.put(block)
+        return True
+
+    def close(self, error: BaseException | None = None) -> None:
+        """No more blocks; with ``error``, the reader raises it instead of ending."""
+        self._items.put(_End(error))
+
+    def chunks(self) -> Iterator[bytes]:
+        """The chunks sent, in order; runs in the worker thread."""
+        while not isinstance(block := self._items.get(), _End):
+            yield from block
+            self._loop.call_soon_threadsafe(self._room.release)
+        if block.error is not None:
+            raise block.error
+
+    def reader_stopped(self) -> None:
+        """Called from the worker thread when it reads no more, finished or not."""
+        self._loop.call_soon_threadsafe(self._wake_sender)
+
+    def _wake_sender(self) -> None:
+        self._reader_gone = True
+        self._room.release()
 
 
 def inspected(blocks: Iterable[bytes], inspect: Callable[[bytes], None]) -> Iterator[bytes]:
@@ -61,11 +103,28 @@ def inspected(blocks: Iterable[bytes], inspect: Callable[[bytes], None]) -> Iter
 
 async def write_blob(store: BlobStore, key: str, chunks: AsyncIterator[bytes],
                      inspect: Callable[[bytes], None] | None = None) -> int:
-    """Stream ``chunks`` into the blob ``key``; ``inspect`` sees each block in the thread."""
-    blocks = _pulled_from_loop(coalesce(chunks))
-    if inspect is not None:
-        blocks = inspected(blocks, inspect)
-    return await anyio.to_thread.run_sync(store.put, key, blocks)
+    """Stream ``chunks`` into the blob ``key``; ``inspect`` sees each chunk in the thread."""
+    pipe = _Pipe(DEPTH)
+    received = pipe.chunks() if inspect is None else inspected(pipe.chunks(), inspect)
+
+    def put() -> int:
+        try:
+            return store.put(key, received)
+        finally:
+            pipe.reader_stopped()
+
+    writer = asyncio.ensure_future(anyio.to_thread.run_sync(put))
+    try:
+        async for block in batched(chunks):
+            if not await pipe.send(block):
+                break  # put failed; awaiting the writer raises why
+    except BaseException as exc:
+        pipe.close(exc)  # put raises it and removes what it wrote
+        with suppress(BaseException):
+            await asyncio.shield(writer)
+        raise
+    pipe.close()
+    return await writer
 
 
 def read_blob_sync(store: BlobStore, key: str, size: int = BLOCK) -> Iterator[bytes]:

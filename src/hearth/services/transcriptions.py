@@ -47,7 +47,7 @@ from hearth.protocol.transcriptions import (
     VadConfig,
     form_values,
 )
-from hearth.services.blobio import capped, coalesce
+from hearth.services.blobio import batched, capped
 
 Form = TypeVar("Form", bound=AudioForm)
 
@@ -115,8 +115,8 @@ async def _spool(chunks: AsyncIterator[bytes], limit: int) -> BinaryIO:
     # Handed to the caller open; it closes the file once the audio is decoded.
     spool = cast(BinaryIO, tempfile.TemporaryFile())  # noqa: SIM115
     try:
-        async for block in coalesce(capped(chunks, limit, lambda: _too_large(limit))):
-            await anyio.to_thread.run_sync(spool.write, block)
+        async for block in batched(capped(chunks, limit, lambda: _too_large(limit))):
+            await anyio.to_thread.run_sync(spool.writelines, block)
         spool.seek(0)
     except BaseException:
         spool.close()

@@ -1,0 +1,94 @@
+"""The write path from the event loop into a blob store: order, bounds, and failures."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+import pytest
+
+from hearth.services import blobio
+from hearth.store.blobs import LocalBlobStore
+
+KiB = 1024
+
+
+async def _chunks(count: int, size: int, fail_after: int | None = None) -> AsyncIterator[bytes]:
+    for index in range(count):
+        if index == fail_after:
+            raise ValueError("the client went away")
+        yield bytes([index % 251]) * size
+        await asyncio.sleep(0)
+
+
+def _expected(count: int, size: int) -> bytes:
+    return b"".join(bytes([index % 251]) * size for index in range(count))
+
+
+def test_write_blob_keeps_order_and_size(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    seen: list[int] = []
+    size = asyncio.run(blobio.write_blob(store, "a/b", _chunks(300, 37 * KiB),
+                                         inspect=lambda chunk: seen.append(len(chunk))))
+    assert size == 300 * 37 * KiB
+    assert (tmp_path / "a" / "b").read_bytes() == _expected(300, 37 * KiB)
+    assert sum(seen) == size
+
+
+def test_a_failing_stream_leaves_nothing(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    with pytest.raises(ValueError, match="went away"):
+        asyncio.run(blobio.write_blob(store, "k", _chunks(100, 64 * KiB, fail_after=60)))
+    assert list(tmp_path.iterdir()) == []
+
+
+class _FullDisk(LocalBlobStore):
+    """Fails like a full disk once ``room`` bytes are written."""
+
+    def __init__(self, root: Path, room: int) -> None:
+        super().__init__(root)
+        self.room = room
+
+    def put(self, key: str, chunks: Iterable[bytes]) -> int:
+        def until_full() -> Iterable[bytes]:
+            written = 0
+            for chunk in chunks:
+                written += len(chunk)
+                if written > self.room:
+                    raise OSError(28, "No space left on device")
+                yield chunk
+
+        return super().put(key, until_full())
+
+
+def test_a_failing_store_stops_the_stream(tmp_path: Path) -> None:
+    store = _FullDisk(tmp_path, room=3 * blobio.BLOCK)
+    consumed = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal consumed
+        while True:
+            consumed += 1
+            yield b"x" * (64 * KiB)
+
+    with pytest.raises(OSError, match="No space"):
+        asyncio.run(asyncio.wait_for(blobio.write_blob(store, "k", endless()), timeout=30))
+    # The loop side stopped within the pipe's depth of the failure, not at the end of time.
+    assert consumed * 64 * KiB <= (3 + blobio.DEPTH + 2) * blobio.BLOCK
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_flush_behind_writes_every_byte(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hearth.store import blobs
+
+    monkeypatch.setattr(blobs._FlushBehind, "WINDOW", 256 * KiB)
+    store = LocalBlobStore(tmp_path)
+    data = os.urandom(5 * 1024 * KiB + 123)
+    pieces = [data[i:i + 100 * KiB] for i in range(0, len(data), 100 * KiB)]
+    assert store.put("one", pieces) == len(data)
+    assert store.compose("two", ["one", "one"]) == 2 * len(data)
+    digest = hashlib.sha256(data + data).hexdigest()
+    assert hashlib.sha256((tmp_path / "two").read_bytes()).hexdigest() == digest
