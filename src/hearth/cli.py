@@ -26,16 +26,13 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to bind (HEARTH_PORT).")] = None,
 ) -> None:
     """Start the API server, pulling missing default models first."""
-    import uvicorn
-
+    from hearth import server
     from hearth.app import create_app
 
     settings = Settings()
     if settings.pull_on_start:
         _pull(settings, settings.default_models)
-    app_ = create_app(settings)
-    uvicorn.run(app_, host=host or settings.host, port=port or settings.port,
-                log_level=settings.log_level, timeout_graceful_shutdown=5)
+    server.run(create_app(settings), settings, host or settings.host, port or settings.port)
 
 
 @models_app.command("list")
