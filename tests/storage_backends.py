@@ -57,8 +57,16 @@ class Backend:
         if self.s3 is not None:
             pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
             return {obj["Key"] for page in pages for obj in page.get("Contents", [])}
+        # A blob is a file at its key, or a directory <key>.joined of the pieces it was joined from.
         root = data_dir / "blobs"
-        return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+        keys = set()
+        for path in root.rglob("*"):
+            key = str(path.relative_to(root))
+            if path.is_dir() and path.name.endswith(".joined"):
+                keys.add(key.removesuffix(".joined"))
+            elif path.is_file() and path.parent.suffix != ".joined":
+                keys.add(key)
+        return keys
 
     def unfinished_s3_uploads(self) -> list[dict]:
         if self.s3 is None:

@@ -93,7 +93,39 @@ def test_local_blobs_round_trip_past_many_windows(tmp_path: Path,
     pieces = [data[i:i + 100 * KiB] for i in range(0, len(data), 100 * KiB)]
     assert store.put("one", pieces) == len(data)
     assert store.compose("two", ["one", "one"]) == 2 * len(data)
-    digest = hashlib.sha256(data + data).hexdigest()
-    assert hashlib.sha256((tmp_path / "two").read_bytes()).hexdigest() == digest
+    assert (tmp_path / "one").read_bytes() == data
     read_back = b"".join(blobio.read_blob_sync(store, "two", size=70 * KiB))
-    assert hashlib.sha256(read_back).hexdigest() == digest
+    assert hashlib.sha256(read_back).hexdigest() == hashlib.sha256(data + data).hexdigest()
+
+
+def test_joined_blobs_share_files_and_outlive_their_sources(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    store.put("parts/a", [b"alpha-"])
+    store.put("parts/b", [b"beta-"])
+    store.put("parts/c", [b"gamma"])
+    assert store.compose("joined", ["parts/b", "parts/a"]) == 11
+    assert store.compose("twice", ["joined", "parts/c", "joined"]) == 27
+    seen = bytearray()
+    assert store.compose("checked", ["parts/a", "parts/c"], inspect=seen.extend) == 11
+    assert bytes(seen) == b"alpha-gamma"
+    # Nothing was copied: the joined blobs hold links to the parts' own files.
+    assert (tmp_path / "twice.joined" / "0").stat().st_ino == (tmp_path / "parts" / "b").stat().st_ino
+    for part in ("parts/a", "parts/b", "parts/c"):
+        store.delete(part)
+    assert b"".join(blobio.read_blob_sync(store, "joined", size=3)) == b"beta-alpha-"
+    with store.open("twice") as stream:
+        assert stream.read() == b"beta-alpha-gammabeta-alpha-"
+    assert store.exists("twice") and not store.exists("parts/a")
+    store.delete("twice")
+    assert not store.exists("twice")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checked.joined", "joined.joined", "parts"]
+
+
+def test_joining_a_missing_blob_leaves_nothing(tmp_path: Path) -> None:
+    from hearth.store.blobs import BlobNotFound
+
+    store = LocalBlobStore(tmp_path)
+    store.put("a", [b"x"])
+    with pytest.raises(BlobNotFound):
+        store.compose("joined", ["a", "missing"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]

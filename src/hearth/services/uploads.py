@@ -1,8 +1,10 @@
 """Uploads: a file sent in parts, then assembled into one File.
 
-Parts are blobs of their own. Completing streams them, in the order the
-client lists, into the new File's blob (checking md5 and the purpose's format
-on the way), so even an 8 GB upload is never held in memory. Parts no longer
+Parts are blobs of their own. Completing joins them, in the order the client
+lists, into the new File's blob: a local store links them without copying a
+byte, S3 streams them into one object. md5 and the purpose's format are
+checked by reading the parts once, and only when there is something to check;
+even an 8 GB upload is never held in memory. Parts no longer
 needed (after completion, cancellation or expiry) are removed by
 ``purge_parts``, at once and again by the periodic sweep should a crash
 intervene.
@@ -18,7 +20,7 @@ import anyio.to_thread
 from hearth.api.errors import InvalidRequest, NotFound, PayloadTooLarge
 from hearth.api.multipart import StreamingForm
 from hearth.protocol.files import CompleteUploadRequest, CreateUploadRequest, Upload, UploadPart
-from hearth.services.blobio import capped, inspected, read_blob_sync, write_blob
+from hearth.services.blobio import capped, write_blob
 from hearth.services.file_checks import NoCheck
 from hearth.services.files import (
     FileStorage,
@@ -126,7 +128,7 @@ async def complete_upload(storage: FileStorage, project_id: str, upload_id: str,
     record = await anyio.to_thread.run_sync(add_pending_file, storage, project_id,
                                             upload.filename)
     async with pending_write(storage, tables.File, record.id, record.blob_key):
-        # Hashing costs more than copying: only when the client asks for the check.
+        # Hashing reads every byte: only when the client asks for the check.
         md5 = hashlib.md5(usedforsecurity=False) if request.md5 is not None else None
         await anyio.to_thread.run_sync(_assemble, storage, upload, keys, record.blob_key,
                                        md5.update if md5 is not None else None)
@@ -160,18 +162,15 @@ def _assemble(storage: FileStorage, upload: tables.Upload, keys: list[str], targ
               digest: Callable[[bytes], None] | None) -> None:
     """Join the parts into one blob, checking the purpose's format and feeding ``digest``."""
     check = storage.check_for(upload.purpose)
-    if digest is None and isinstance(check, NoCheck):
-        # Nothing needs to see the bytes: let the store copy them its fastest way.
-        storage.blobs.compose(target, keys)
-        return
+    feeds = [feed for feed in (digest, None if isinstance(check, NoCheck) else check.feed)
+             if feed is not None]
 
     def inspect(block: bytes) -> None:
-        if digest is not None:
-            digest(block)
-        check.feed(block)
+        for feed in feeds:
+            feed(block)
 
-    blocks = (block for key in keys for block in read_blob_sync(storage.blobs, key))
-    storage.blobs.put(target, inspected(blocks, inspect))
+    # With nothing to inspect, a local store joins the parts without reading them.
+    storage.blobs.compose(target, keys, inspect if feeds else None)
     check.finish()
 
 
