@@ -13,7 +13,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import LiveServer, pulled_model_dir, start_server, stop_server  # noqa: E402
+from tests.conftest import LiveServer, pulled_model_dir, start_server, stop_server
 
 
 @contextmanager

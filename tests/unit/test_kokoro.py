@@ -78,7 +78,7 @@ def test_one_chunk_per_sentence_with_a_pause_between(engine: KokoroEngine) -> No
 
 def run_on_sentence(length: int) -> str:
     """Words with no punctuation at all, about `length` characters."""
-    words = "river stone garden window yellow morning quiet bridge silver lantern".split()
+    words = ["river", "stone", "garden", "window", "yellow", "morning", "quiet", "bridge", "silver", "lantern"]
     rng = random.Random(7)
     return " ".join(rng.choice(words) for _ in range(length // 6))[:length].rsplit(" ", 1)[0]
 

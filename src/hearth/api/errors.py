@@ -142,9 +142,9 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     kind = first.get("type", "")
     if kind == "json_invalid":
         return (
-            "We could not parse the JSON body of your request. (HINT: This likely means you "
+            ("We could not parse the JSON body of your request. (HINT: This likely means you "
             "aren't using your HTTP library correctly. The API expects a JSON payload, but what "
-            "was sent was not valid JSON.)",
+            "was sent was not valid JSON.)"),
             None,
         )
     if kind == "missing":

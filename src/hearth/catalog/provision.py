@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Self
 
 import httpx
 from rich.console import Console
@@ -119,7 +120,7 @@ class Fetcher:
             TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=False,
         )
 
-    def __enter__(self) -> Fetcher:
+    def __enter__(self) -> Self:
         self.progress.start()
         return self
 
@@ -209,7 +210,7 @@ class Fetcher:
                 self._unreachable.add(kind)
                 raise SourceUnavailable("npm is not installed")
             command = [npm, "pack", ref, "--pack-destination", str(target), "--silent"]
-        result = subprocess.run(command, capture_output=True, text=True)
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["failed"]
             raise SourceUnavailable(f"{kind} fetch of {ref} failed: {tail[0]}")

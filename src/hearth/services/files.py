@@ -68,7 +68,7 @@ def not_found(file_id: str) -> NotFound:
 
 
 @asynccontextmanager
-async def pending_write(storage: FileStorage, table: type[File] | type[UploadPart],
+async def pending_write(storage: FileStorage, table: type[File | UploadPart],
                         row_id: str, blob_key: str) -> AsyncIterator[None]:
     """Undo a pending row's write (blob, then row) if the block fails."""
     try:
@@ -79,7 +79,7 @@ async def pending_write(storage: FileStorage, table: type[File] | type[UploadPar
         raise
 
 
-def _discard(storage: FileStorage, table: type[File] | type[UploadPart], row_id: str,
+def _discard(storage: FileStorage, table: type[File | UploadPart], row_id: str,
              blob_key: str) -> None:
     storage.blobs.delete(blob_key)
     with storage.db.session() as session:

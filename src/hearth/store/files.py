@@ -178,7 +178,7 @@ def take_abandoned_writes(session: Session, writer: str) -> list[str]:
     return keys
 
 
-def discard_pending(session: Session, table: type[File] | type[UploadPart], row_id: str) -> None:
+def discard_pending(session: Session, table: type[File | UploadPart], row_id: str) -> None:
     session.execute(delete(table).where(table.id == row_id, table.status == PENDING))
 
 
