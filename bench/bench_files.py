@@ -1,17 +1,26 @@
-"""Files throughput: a 1 GB file up and down through the official SDK vs a plain copy.
+"""Files throughput: a 1 GB file up and down through the official SDK vs a file copy.
 
-Starts a Hearth server (SQLite + local blobs, no models) on a scratch data
-directory on the same disk as the source file, then measures:
+Starts a Hearth server (SQLite + local blobs, no models) with its data
+directory on the same disk as the source file. Each round measures, in turn:
 
-- ``shutil.copyfile`` of the file (the disk's own speed, the baseline);
-- ``client.files.create`` (one streamed multipart request);
+- the baselines: a durable copy (copy, then fsync: what Hearth does for every
+  blob before its row commits), twice in a row, and a plain
+  ``shutil.copyfile`` (which returns before a byte reaches the disk);
+- ``client.files.create`` (one streamed multipart request) given an open file,
+  as OpenAI's examples do, and given a path (which the SDK reads into memory
+  whole before sending);
 - ``client.uploads.upload_file_chunked`` (64 MB parts, then assembly);
-- ``client.files.content`` streamed to a file;
+- ``client.files.with_streaming_response.content`` into a file, and into
+  /dev/null (what the server delivers when the client does not store it);
+- the same upload and download with curl, a client that costs little CPU, to
+  tell the server's speed from the Python client's.
 
-and the server's peak resident memory (VmHWM) after the uploads and after the
-download. Prints a markdown table.
+The rounds are interleaved, because this machine's disk and memory speed
+drift from minute to minute; every operation starts after a ``sync``, so none
+pays for the writeback of the one before; the table gives each operation's
+median. The server's peak resident memory (VmHWM) is read at the end.
 
-    python bench/bench_files.py [--size-mb 1024] [--dir /tmp]
+    python bench/bench_files.py [--size-mb 1024] [--rounds 3] [--dir /tmp]
 """
 
 from __future__ import annotations
@@ -20,24 +29,30 @@ import argparse
 import json
 import os
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from common import live_server, peak_rss_mib
 
 MiB = 1024 * 1024
+# The baselines. A copy into memory the VM has just handed back to its host
+# pays for every fresh page (about 2 s a GiB here); the same copy repeated at
+# once reuses the pages the first one freed: that one is the disk's speed.
+FRESH = "durable copy (copy, then fsync), into fresh memory"
+DURABLE = "durable copy, repeated at once (the baseline)"
+PLAIN = "plain copy (shutil.copyfile, no fsync)"
 
 
-def timed(action) -> float:
+def timed(action: Callable[[], object]) -> float:
     started = time.perf_counter()
     action()
     return time.perf_counter() - started
-
-
-def best_of_two(action) -> float:
-    return min(timed(action), timed(action))
 
 
 def durable_copy(source: Path, target: Path) -> None:
@@ -47,62 +62,94 @@ def durable_copy(source: Path, target: Path) -> None:
         os.fsync(dst.fileno())
 
 
+def curl(*args: str) -> None:
+    subprocess.run(["curl", "--silent", "--show-error", "--fail", "--header", "expect:", *args],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
     args = parser.parse_args()
     size = args.size_mb * MiB
 
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="hearth-bench-") as scratch:
         root = Path(scratch)
-        source = root / "source.bin"
+        source, target = root / "source.bin", root / "target.bin"
         with source.open("wb") as fh:
             for _ in range(args.size_mb):
                 fh.write(os.urandom(MiB))
             # Flushed first, so no measurement competes with the source's writeback.
             fh.flush()
             os.fsync(fh.fileno())
-        rows: list[tuple[str, float, str]] = []
+        seconds: dict[str, list[float]] = defaultdict(list)
         with live_server([], HEARTH_MAX_FILE_BYTES=str(size + MiB), data_root=root) as server:
             client = server.client(timeout=3600)
-            rows.append(("plain copy (shutil.copyfile)",
-                         best_of_two(lambda: shutil.copyfile(source, root / "copy.bin")), "-"))
-            # Hearth makes every blob durable before its row commits; so does this copy.
-            rows.append(("durable copy (copy, then fsync)",
-                         best_of_two(lambda: durable_copy(source, root / "copy.bin")), "-"))
-            (root / "copy.bin").unlink()
+            base = f"{server.base_url}/v1"
+            auth = f"authorization: Bearer {server.api_key}"
 
-            created = {}
-            rows.append(("upload: client.files.create",
-                         timed(lambda: created.update(file=client.files.create(
-                             file=source, purpose="user_data"))),
-                         f"{peak_rss_mib(server.process.pid):.0f}"))
-            rows.append(("upload: client.uploads.upload_file_chunked (64 MB parts)",
-                         timed(lambda: client.uploads.upload_file_chunked(
-                             file=source, mime_type="application/octet-stream",
-                             purpose="user_data")),
-                         f"{peak_rss_mib(server.process.pid):.0f}"))
-
-            def download() -> None:
-                with client.files.with_streaming_response.content(created["file"].id) as resp, \
-                        (root / "download.bin").open("wb") as out:
-                    for chunk in resp.iter_bytes(MiB):
+            def download(file_id: str, into: Path) -> None:
+                with client.files.with_streaming_response.content(file_id) as resp, \
+                        into.open("wb") as out:
+                    for chunk in resp.iter_bytes():
                         out.write(chunk)
 
-            rows.append(("download: client.files.content (streamed)", timed(download),
-                         f"{peak_rss_mib(server.process.pid):.0f}"))
-            assert (root / "download.bin").stat().st_size == size
+            def record(name: str, action: Callable[[], object]) -> None:
+                os.sync()
+                seconds[name].append(timed(action))
+                target.unlink(missing_ok=True)
 
-    copy_seconds, durable_seconds = rows[0][1], rows[1][1]
-    print(f"\n{args.size_mb} MiB file, server on SQLite + local blobs "
-          f"({os.cpu_count()} CPUs)\n")
-    print("| operation | seconds | MB/s | vs copy | vs durable copy | server peak RSS (MiB) |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, seconds, rss in rows:
-        print(f"| {name} | {seconds:.2f} | {size / seconds / 1e6:.0f} | "
-              f"{copy_seconds / seconds:.2f}x | {durable_seconds / seconds:.2f}x | {rss} |")
-    print(json.dumps({name: round(size / s / 1e6) for name, s, _ in rows}), file=sys.stderr)
+            def create(file: object) -> str:
+                return client.files.create(file=file, purpose="user_data").id  # type: ignore[arg-type]
+
+            def one_round() -> None:
+                record(FRESH, lambda: durable_copy(source, target))
+                record(DURABLE, lambda: durable_copy(source, target))
+                record(PLAIN, lambda: shutil.copyfile(source, target))
+                created: list[str] = []
+                with source.open("rb") as opened:
+                    record("upload: client.files.create(file=open(...))",
+                           lambda: created.append(create(opened)))
+                record("upload: client.files.create(file=Path(...))",
+                       lambda: created.append(create(source)))
+                file_id = created[0]
+                record("upload: client.uploads.upload_file_chunked (64 MB parts)",
+                       lambda: client.uploads.upload_file_chunked(
+                           file=source, mime_type="application/octet-stream",
+                           purpose="user_data"))
+                record("download: client.files.content, streamed to a file",
+                       lambda: download(file_id, target))
+                record("download: client.files.content, streamed to /dev/null",
+                       lambda: download(file_id, Path(os.devnull)))
+                if shutil.which("curl"):
+                    record("upload: curl -F", lambda: curl(
+                        "-H", auth, "-F", "purpose=user_data", "-F", f"file=@{source}",
+                        f"{base}/files"))
+                    record("download: curl to /dev/null", lambda: curl(
+                        "-H", auth, "-o", os.devnull, f"{base}/files/{file_id}/content"))
+                for stored in client.files.list():
+                    client.files.delete(stored.id)
+
+            for _ in range(args.rounds):
+                one_round()
+            peak = peak_rss_mib(server.process.pid)
+
+    median = {name: statistics.median(times) for name, times in seconds.items()}
+    baselines = {DURABLE: "vs durable copy", FRESH: "vs durable copy into fresh memory",
+                 PLAIN: "vs plain copy"}
+    print(f"\n{args.size_mb} MiB file, server on SQLite + local blobs, {os.cpu_count()} CPUs, "
+          f"median of {args.rounds} interleaved rounds; server peak RSS {peak:.0f} MiB\n")
+    print("| operation | seconds (median) | MB/s | " + " | ".join(baselines.values())
+          + " | runs (s) |")
+    print("|---|---:|---:|" + "---:|" * len(baselines) + "---|")
+    for name, value in median.items():
+        ratios = " | ".join(f"{median[baseline] / value:.2f}x" for baseline in baselines)
+        runs = ", ".join(f"{s:.2f}" for s in seconds[name])
+        print(f"| {name} | {value:.2f} | {size / value / 1e6:.0f} | {ratios} | {runs} |")
+    print(json.dumps({name: round(size / s / 1e6) for name, s in median.items()}),
+          file=sys.stderr)
 
 
 if __name__ == "__main__":
