@@ -81,21 +81,31 @@ def test_a_failing_store_stops_the_stream(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_local_blobs_round_trip_past_many_windows(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """Writing back and dropping pages window by window must not lose or reorder a byte."""
+@pytest.mark.parametrize("direct", [True, False], ids=["O_DIRECT", "page-cache"])
+def test_local_blobs_round_trip_past_many_buffers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  direct: bool) -> None:
+    """Buffering, padding and cutting back, write-back and drop-behind must not lose a byte."""
     from hearth.store import blobs
 
-    monkeypatch.setattr(blobs._FlushBehind, "WINDOW", 256 * KiB)
+    monkeypatch.setattr(blobs._BlobWriter, "BUFFER", 64 * KiB)
+    monkeypatch.setattr(blobs._BlobWriter, "WINDOW", 256 * KiB)
     monkeypatch.setattr(blobs._ReadOnce, "WINDOW", 256 * KiB)
+    if not direct:
+        monkeypatch.delattr(os, "O_DIRECT", raising=False)
+    with blobs._BlobWriter(tmp_path / "probe") as probe:
+        assert probe.direct is direct  # this disk takes O_DIRECT; without the flag, the cache
+    (tmp_path / "probe").unlink()
     store = LocalBlobStore(tmp_path)
-    data = os.urandom(5 * 1024 * KiB + 123)
-    pieces = [data[i:i + 100 * KiB] for i in range(0, len(data), 100 * KiB)]
+    data = os.urandom(5 * 1024 * KiB + 123)  # not a whole number of blocks
+    pieces = [data[i:i + 100 * KiB + 7] for i in range(0, len(data), 100 * KiB + 7)]
     assert store.put("one", pieces) == len(data)
-    assert store.compose("two", ["one", "one"]) == 2 * len(data)
     assert (tmp_path / "one").read_bytes() == data
+    assert store.put("empty", []) == 0 and (tmp_path / "empty").read_bytes() == b""
+    assert store.put("small", [b"abc"]) == 3 and (tmp_path / "small").read_bytes() == b"abc"
+    assert store.compose("two", ["one", "one"]) == 2 * len(data)
     read_back = b"".join(blobio.read_blob_sync(store, "two", size=70 * KiB))
     assert hashlib.sha256(read_back).hexdigest() == hashlib.sha256(data + data).hexdigest()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "one", "small", "two.joined"]
 
 
 def test_joined_blobs_share_files_and_outlive_their_sources(tmp_path: Path) -> None:
