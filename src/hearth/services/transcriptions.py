@@ -270,6 +270,9 @@ async def sse_stream(running: Running) -> AsyncIterator[bytes]:
     """`transcript.text.delta` per decoded segment, then `transcript.text.done`."""
     logprobs = running.job.options.logprobs
     async with aclosing(_segments(running)) as segments:
-        async for segment in segments:
-            yield sse_event(subtitles.text_delta_event(segment, logprobs=logprobs))
+        try:
+            async for segment in segments:
+                yield sse_event(subtitles.text_delta_event(segment, logprobs=logprobs))
+        except AudioDecodeError as exc:  # damage past the first window: sent as an error event
+            raise InvalidRequest(str(exc), param="file") from None
     yield sse_event(subtitles.text_done_event(running.info, running.done, logprobs=logprobs))
