@@ -20,6 +20,11 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+lint: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[lint]'
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy src
+
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -62,15 +63,24 @@ def _check_scope_headers(request: Request, principal: Principal) -> None:
         )
 
 
-def project_principal(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-    """A caller acting within a project: project keys, not organization admin keys."""
+@dataclass(frozen=True)
+class ProjectPrincipal:
+    """A caller acting within a project: what every project endpoint scopes its data by."""
+
+    organization_id: str
+    project_id: str
+
+
+def project_principal(principal: Annotated[Principal, Depends(authenticate)]
+                      ) -> ProjectPrincipal:
+    """Project keys, not organization admin keys."""
     if principal.project_id is None:
         raise PermissionDenied(
             "Admin keys can only be used for the administration endpoints; "
             "use a project key for this endpoint.",
             code="insufficient_permissions",
         )
-    return principal
+    return ProjectPrincipal(principal.organization_id, principal.project_id)
 
 
-ProjectCaller = Annotated[Principal, Depends(project_principal)]
+ProjectCaller = Annotated[ProjectPrincipal, Depends(project_principal)]

@@ -72,7 +72,7 @@ class UnsupportedMediaType(APIError):
 
 class RateLimited(APIError):
     status_code = 429
-    type = "rate_limit_error"  # type: ignore[assignment]
+    type = "rate_limit_error"
 
     def __init__(self, message: str, *, retry_after: int = 1, code: str = "rate_limit_exceeded"):
         super().__init__(message, code=code, headers={"Retry-After": str(retry_after)})
@@ -80,7 +80,7 @@ class RateLimited(APIError):
 
 class ServiceUnavailable(APIError):
     status_code = 503
-    type = "server_error"  # type: ignore[assignment]
+    type = "server_error"
 
 
 def model_not_found(model: str) -> NotFound:

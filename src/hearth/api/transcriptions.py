@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -30,7 +30,7 @@ from hearth.services.transcriptions import (
 
 router = APIRouter(tags=["audio"])
 
-_RESPONSES = {200: {"content": {"application/json": {}, "text/plain": {},
+_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {"application/json": {}, "text/plain": {},
                                 "text/event-stream": {}}}}
 # Logged when the client left before the transcript was ready (nginx's convention).
 CLIENT_CLOSED_REQUEST = 499

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import av
 import numpy as np
@@ -129,7 +129,7 @@ def _decode_packet(packet: av.Packet) -> list[av.AudioFrame]:
     # A damaged packet inside an otherwise readable stream is skipped, as
     # FFmpeg's own tools do, rather than failing a long recording for one glitch.
     try:
-        return packet.decode()
+        return cast(list[av.AudioFrame], packet.decode())  # an audio stream's packet
     except av.InvalidDataError:
         return []
 

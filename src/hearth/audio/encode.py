@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import cast
 
 import av
 import numpy as np
@@ -118,7 +119,8 @@ class _Muxer:
             format=codec.container,
             options={"flush_packets": "1", **codec.options},
         )
-        self._stream = self._container.add_stream(codec.codec, rate=rate, layout="mono")
+        self._stream = cast(av.AudioStream,
+                            self._container.add_stream(codec.codec, rate=rate, layout="mono"))
         self._stream.format = codec.sample_format
         if codec.bit_rate:
             self._stream.bit_rate = codec.bit_rate

@@ -63,8 +63,8 @@ class EmbeddingEngine:
         # instead, and overlong inputs must be seen whole to be refused.
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
-        self._cls = self._tokenizer.token_to_id("[CLS]")
-        self._sep = self._tokenizer.token_to_id("[SEP]")
+        self._cls = self._special("[CLS]")
+        self._sep = self._special("[SEP]")
         self.vocab_size = self._tokenizer.get_vocab_size()
         self._session = ort.InferenceSession(
             str(model_dir / MODEL_FILE),
@@ -119,10 +119,16 @@ class EmbeddingEngine:
                 raise InputTooLong(index, len(ids), self.max_tokens)
         return token_ids
 
+    def _special(self, token: str) -> int:
+        token_id = self._tokenizer.token_to_id(token)
+        if token_id is None:
+            raise ValueError(f"the tokenizer has no {token} token")
+        return token_id
+
     def _checked_tokens(self, index: int, item: object) -> list[int]:
-        if isinstance(item, str) or not all(isinstance(t, int) for t in item):  # type: ignore[union-attr]
+        if not isinstance(item, list | tuple) or not all(isinstance(t, int) for t in item):
             raise TypeError("inputs must be all strings or all arrays of integer token ids")
-        ids = list(item)  # type: ignore[call-overload]
+        ids = list(item)
         if any(not 0 <= t < self.vocab_size for t in ids):
             raise InvalidTokens(index, self.vocab_size)
         return ids

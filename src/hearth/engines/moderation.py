@@ -20,6 +20,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -73,7 +74,7 @@ class ModerationResult:
     flagged: bool
     categories: dict[str, bool]
     category_scores: dict[str, float]
-    category_applied_input_types: dict[str, list[str]]
+    category_applied_input_types: dict[str, list[Literal["text", "image"]]]
 
 
 @dataclass(frozen=True)

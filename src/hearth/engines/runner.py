@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
@@ -52,7 +52,7 @@ class ModelRunner:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
-    async def stream(self, make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+    async def stream(self, make: Callable[[], Iterator[T]]) -> AsyncGenerator[T, None]:
         """Drive the iterator ``make()`` returns on the model's threads, item by item."""
         with self._admission():
             loop = asyncio.get_running_loop()
@@ -64,7 +64,7 @@ class ModelRunner:
                     item = await asyncio.wrap_future(step)
                     if item is _DONE:
                         return
-                    yield item  # type: ignore[misc]
+                    yield item
             finally:
                 close = getattr(iterator, "close", None)
                 if close is not None:

@@ -60,7 +60,7 @@ class CreateCompletionRequest(BaseModel):
         if isinstance(prompt, str):
             return [prompt]
         if prompt and isinstance(prompt[0], int):
-            return [prompt]  # type: ignore[list-item]
+            return [prompt]
         return prompt  # type: ignore[return-value]
 
 

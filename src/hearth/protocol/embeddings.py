@@ -32,7 +32,7 @@ class CreateEmbeddingRequest(BaseModel):
         if isinstance(self.input, str):
             return [self.input]
         if self.input and isinstance(self.input[0], int):
-            return [self.input]  # type: ignore[list-item]
+            return [self.input]
         return self.input  # type: ignore[return-value]
 
 

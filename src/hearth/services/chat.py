@@ -106,7 +106,7 @@ def _assistant_message(message: AssistantMessage) -> dict[str, Any]:
     content = message.content
     if isinstance(content, list):
         # A refusal the assistant gave earlier is part of the conversation like any text.
-        content = "".join(getattr(part, "text", None) or getattr(part, "refusal", "")
+        content = "".join(getattr(part, "text", None) or getattr(part, "refusal", None) or ""
                           for part in content)
     out: dict[str, Any] = {"role": "assistant", "content": content or message.refusal or ""}
     calls = [call.model_dump() for call in message.tool_calls or []]
@@ -127,10 +127,10 @@ def _tools(body: CreateChatCompletionRequest) -> tuple[list[dict[str, Any]], Any
     if body.functions is not None:
         tools = [{"type": "function", "function": f.model_dump(exclude_none=True)}
                  for f in body.functions]
-        choice = body.function_call
-        if isinstance(choice, NamedFunction):
-            choice = {"type": "function", "function": {"name": choice.name}}
-        return tools, choice
+        if isinstance(body.function_call, NamedFunction):
+            name = body.function_call.name
+            return tools, {"type": "function", "function": {"name": name}}
+        return tools, body.function_call
     tools = []
     for index, tool in enumerate(body.tools or []):
         if isinstance(tool, CustomTool):

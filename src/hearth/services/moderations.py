@@ -29,7 +29,7 @@ def _inputs(body: CreateModerationRequest) -> list[list[str]]:
     if not body.input:
         raise InvalidRequest("'input' must not be an empty array.", param="input")
     if isinstance(body.input[0], str):
-        return [[text] for text in body.input]  # type: ignore[misc]
+        return [[text] for text in body.input]
     for index, part in enumerate(body.input):
         if isinstance(part, ImagePart):
             raise InvalidRequest(

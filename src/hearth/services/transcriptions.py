@@ -14,7 +14,7 @@ memory decoded; the transcription owns the spooled file and closes it when done.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar, cast
@@ -88,7 +88,7 @@ class Running:
 
     job: Job
     info: TranscriptionInfo  # the durations are final once `items` is exhausted
-    items: AsyncIterator[TranscriptionInfo | Segment]
+    items: AsyncGenerator[TranscriptionInfo | Segment, None]
     done: list[Segment] = field(default_factory=list)
 
 
@@ -225,7 +225,7 @@ async def start(job: Job, audio_file: BinaryIO) -> Running:
     return Running(job, cast(TranscriptionInfo, info), items)
 
 
-async def _segments(running: Running) -> AsyncIterator[Segment]:
+async def _segments(running: Running) -> AsyncGenerator[Segment, None]:
     """The segments as they decode, kept in `done`; an info updates the totals."""
     async with aclosing(running.items) as items:
         async for item in items:

@@ -7,7 +7,9 @@ the blob to delete, so nothing half-written survives a restart.
 
 from __future__ import annotations
 
-from sqlalchemy import Select, delete, func, select, update
+from typing import cast
+
+from sqlalchemy import CursorResult, Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from hearth.store.ids import new_id, now
@@ -108,7 +110,7 @@ def set_upload_status(session: Session, upload_id: str, status: str,
         values["file_id"] = file_id
     result = session.execute(
         update(Upload).where(Upload.id == upload_id, Upload.status == PENDING).values(**values))
-    return result.rowcount == 1
+    return cast(CursorResult, result).rowcount == 1
 
 
 def overdue_upload_ids(session: Session, limit: int = 500) -> list[str]:
