@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import queue
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import closing, suppress
 from typing import BinaryIO
 
 import anyio
 import anyio.to_thread
 
-from hearth.store.blobs import BlobStore
+from hearth.store.blobs import BlobStore, inspected
 
 BLOCK = 1024 * 1024
 DEPTH = 8
@@ -93,12 +93,6 @@ class _Pipe:
     def _wake_sender(self) -> None:
         self._reader_gone = True
         self._room.release()
-
-
-def inspected(blocks: Iterable[bytes], inspect: Callable[[bytes], None]) -> Iterator[bytes]:
-    for block in blocks:
-        inspect(block)
-        yield block
 
 
 async def write_blob(store: BlobStore, key: str, chunks: AsyncIterator[bytes],

@@ -313,6 +313,8 @@ class S3BlobStore:
     """
 
     PART_SIZE = 8 * MiB  # S3's minimum is 5 MiB; 10,000 parts of 8 MiB cover 8 GB
+    MIN_PART = 5 * MiB  # every part of a multipart upload but the last
+    MAX_COPY = 5 * 1024 * MiB  # the most one part copy may take
 
     def __init__(self, client, bucket: str) -> None:  # client: a boto3 S3 client
         self.client = client
@@ -378,17 +380,43 @@ class S3BlobStore:
 
     def compose(self, key: str, sources: list[str],
                 inspect: Callable[[bytes], None] | None = None) -> int:
-        # Streamed through this process: server-side copies need parts of 5 MiB or more.
-        blocks = (block for source in sources for block in _read(self.open(source)))
-        if inspect is None:
-            return self.put(key, blocks)
+        """Copy the sources inside S3 when they can be parts; otherwise stream them through here.
 
-        def inspected() -> Iterator[bytes]:
+        S3 takes an existing object as a part of a multipart upload without
+        sending it anywhere, but every part except the last must hold at least
+        5 MiB (and at most 5 GiB); Uploads sent in smaller parts are streamed.
+        """
+        blocks = (block for source in sources for block in _read(self.open(source)))
+        sizes = [self._size(source) for source in sources]
+        if not sizes or not all(self.MIN_PART <= size <= self.MAX_COPY for size in sizes[:-1]) \
+                or not 0 < sizes[-1] <= self.MAX_COPY:
+            return self.put(key, blocks if inspect is None else inspected(blocks, inspect))
+        if inspect is not None:
             for block in blocks:
                 inspect(block)
-                yield block
+        self._copy_multipart(key, sources)
+        return sum(sizes)
 
-        return self.put(key, inspected())
+    def _size(self, key: str) -> int:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
+        except self.client.exceptions.ClientError:
+            raise BlobNotFound(key) from None
+
+    def _copy_multipart(self, key: str, sources: list[str]) -> None:
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+        try:
+            parts = []
+            for number, source in enumerate(sources, start=1):
+                copied = self.client.upload_part_copy(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                    CopySource={"Bucket": self.bucket, "Key": source})
+                parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+        except BaseException:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise
 
     def open(self, key: str) -> BinaryIO:
         try:
@@ -410,6 +438,13 @@ class S3BlobStore:
         except self.client.exceptions.ClientError:
             return False
         return True
+
+
+def inspected(blocks: Iterable[bytes], inspect: Callable[[bytes], None]) -> Iterator[bytes]:
+    """The blocks, unchanged, each shown to ``inspect`` on its way."""
+    for block in blocks:
+        inspect(block)
+        yield block
 
 
 def _read(stream: BinaryIO) -> Iterator[bytes]:
