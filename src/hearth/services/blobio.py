@@ -5,8 +5,8 @@ the loop goes on receiving the request while the thread writes what arrived
 before, with at most ``DEPTH`` blocks of about ``BLOCK`` bytes in flight, so
 memory stays bounded whatever the size. A block is a list of the chunks as
 they were received, never copied into one buffer. An error raised by the
-stream (a size limit, a bad line, a disconnect) travels down the pipe and is
-raised inside ``put``, which then leaves nothing behind; an error inside
+stream (a size limit, a bad line, a disconnect) aborts ``put`` through the
+pipe, which then leaves nothing behind, and reaches the caller; an error inside
 ``put`` (a full disk) stops the loop side and is raised to the caller.
 """
 
@@ -52,9 +52,13 @@ async def capped(chunks: AsyncIterator[bytes], limit: int,
         yield chunk
 
 
+class WriteAborted(Exception):
+    """Raised inside ``put`` when the stream feeding it failed, so that it cleans up."""
+
+
 class _End:
-    def __init__(self, error: BaseException | None = None) -> None:
-        self.error = error
+    def __init__(self, aborted: bool) -> None:
+        self.aborted = aborted
 
 
 class _Pipe:
@@ -74,17 +78,17 @@ class _Pipe:
         self._items.put(block)
         return True
 
-    def close(self, error: BaseException | None = None) -> None:
-        """No more blocks; with ``error``, the reader raises it instead of ending."""
-        self._items.put(_End(error))
+    def close(self, *, aborted: bool = False) -> None:
+        """No more blocks; if ``aborted``, the reader raises WriteAborted instead of ending."""
+        self._items.put(_End(aborted))
 
     def chunks(self) -> Iterator[bytes]:
         """The chunks sent, in order; runs in the worker thread."""
         while not isinstance(block := self._items.get(), _End):
             yield from block
             self._loop.call_soon_threadsafe(self._room.release)
-        if block.error is not None:
-            raise block.error
+        if block.aborted:
+            raise WriteAborted
 
     def reader_stopped(self) -> None:
         """Called from the worker thread when it reads no more, finished or not."""
@@ -112,8 +116,8 @@ async def write_blob(store: BlobStore, key: str, chunks: AsyncIterator[bytes],
         async for block in batched(chunks):
             if not await pipe.send(block):
                 break  # put failed; awaiting the writer raises why
-    except BaseException as exc:
-        pipe.close(exc)  # put raises it and removes what it wrote
+    except BaseException:
+        pipe.close(aborted=True)  # put then removes what it wrote
         with suppress(BaseException):
             await asyncio.shield(writer)
         raise
