@@ -188,6 +188,20 @@ def test_several_choices_count_every_token(client: OpenAI) -> None:
     assert completion.usage.completion_tokens == 10  # both choices, not one
 
 
+def test_several_choices_count_like_one_and_like_a_stream(client: OpenAI) -> None:
+    """Choices that end by themselves count their end token, as a stream's usage does."""
+    request = {"model": MODEL, "messages": user("Reply with the single word: yes"),
+               "max_tokens": 10, "temperature": 0}
+    one = client.chat.completions.create(**request, n=1)
+    two = client.chat.completions.create(**request, n=2)
+    streamed = [chunk for chunk in client.chat.completions.create(
+        **request, n=2, stream=True, stream_options={"include_usage": True}) if chunk.usage]
+
+    assert [choice.finish_reason for choice in two.choices] == ["stop", "stop"]
+    assert two.usage.completion_tokens == 2 * one.usage.completion_tokens
+    assert two.usage.completion_tokens == streamed[-1].usage.completion_tokens
+
+
 def test_stop_sequence_ends_the_answer(client: OpenAI) -> None:
     completion = client.chat.completions.create(
         model=MODEL, messages=user("Count from 1 to 10, separated by commas."), stop=["5"],

@@ -230,8 +230,21 @@ def _chat(engine: llama.LlamaEngine, request: EngineRequest) -> dict[str, Any]:
     if len(response["choices"]) > 1:
         # llama.cpp reports one choice's tokens; count each choice with the real tokenizer.
         response["usage"]["completion_tokens"] = sum(
-            len(engine.tokenize(_generated_text(choice))) for choice in response["choices"])
+            _choice_tokens(engine, choice, stop_words=bool(request.get("stop")))
+            for choice in response["choices"])
     return response
+
+
+def _choice_tokens(engine: llama.LlamaEngine, choice: dict[str, Any], *, stop_words: bool) -> int:
+    """The tokens a choice generated, counted as llama.cpp counts them when it streams.
+
+    Its text, plus the end-of-generation token when the model stopped by
+    itself: that token is generated (and counted) but never part of the text.
+    With stop sequences a "stop" may instead be a matched word, whose tokens
+    are cut from the text; that case stays an estimate.
+    """
+    tokens = len(engine.tokenize(_generated_text(choice)))
+    return tokens + 1 if choice.get("finish_reason") == "stop" and not stop_words else tokens
 
 
 async def create_chat_completion(model: LoadedModel, body: CreateChatCompletionRequest
