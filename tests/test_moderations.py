@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import io
+
+import av
 import httpx
+import numpy as np
 import openai
 import pytest
 from openai import OpenAI
@@ -105,14 +110,82 @@ def test_model_defaults_and_is_echoed(http: httpx.Client) -> None:
         assert moderate(http, {"input": "hello", "model": name})["model"] == name
 
 
-def test_image_parts_are_refused_clearly(client: OpenAI, http: httpx.Client) -> None:
+def png_data_url(pixels: np.ndarray) -> str:
+    """An RGB array as a PNG in a base64 data URL, encoded by PyAV."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="image2pipe") as out:
+        stream = out.add_stream("png", rate=1)
+        stream.height, stream.width = pixels.shape[:2]
+        stream.pix_fmt = "rgb24"
+        for packet in [*stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")),
+                       *stream.encode(None)]:
+            out.mux(packet)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def landscape() -> np.ndarray:
+    pixels = np.zeros((300, 400, 3), np.uint8)
+    pixels[:200] = (90, 160, 230)  # sky
+    pixels[200:] = (40, 140, 60)  # grass
+    return pixels
+
+
+def flat(colour: tuple[int, int, int]) -> np.ndarray:
+    pixels = np.zeros((240, 320, 3), np.uint8)
+    pixels[:] = colour
+    return pixels
+
+
+def image_part(pixels: np.ndarray) -> dict:
+    return {"type": "image_url", "image_url": {"url": png_data_url(pixels)}}
+
+
+def test_images_are_scored_for_sexual_content(client: OpenAI) -> None:
+    response = client.moderations.create(input=[image_part(landscape())])
+    assert_matches_schema(response.model_dump(by_alias=True), "CreateModerationResponse")
+    (result,) = response.results
+    assert not result.flagged
+    scores = result.category_scores.model_dump(by_alias=True)
+    applied = result.category_applied_input_types.model_dump(by_alias=True)
+    assert 0 <= scores["sexual"] < 0.2
+    # Only 'sexual' is judged from an image; no part of this input was text.
+    assert applied["sexual"] == ["image"]
+    assert all(applied[c] == [] and scores[c] == 0 for c in CATEGORIES - {"sexual"})
+    # A real model: a different picture gets a different score.
+    other = client.moderations.create(input=[image_part(flat((224, 172, 140)))])
+    other_score = other.results[0].category_scores.model_dump(by_alias=True)["sexual"]
+    assert other_score != scores["sexual"]
+
+
+def test_text_and_images_of_one_input_make_one_result(client: OpenAI) -> None:
+    text = CLEAR_CASES[0][0]  # harassment
+    response = client.moderations.create(input=[
+        {"type": "text", "text": text}, image_part(landscape()), image_part(flat((0, 0, 0)))])
+    (result,) = response.results
+    assert result.flagged and result.categories.harassment
+    applied = result.category_applied_input_types.model_dump(by_alias=True)
+    assert applied["sexual"] == ["text", "image"]
+    assert applied["harassment"] == ["text"]
+    alone = client.moderations.create(input=text).results[0]
+    assert result.category_scores.harassment == pytest.approx(alone.category_scores.harassment)
+
+
+@pytest.mark.parametrize("url, code", [
+    ("https://example.com/cat.png", "image_url_not_supported"),
+    ("data:image/png,rawbytes", "invalid_image_url"),
+    ("data:image/png;base64,%%%not-base64", "invalid_image_url"),
+    ("ftp://example.com/cat.png", "invalid_image_url"),
+    ("data:image/png;base64," + base64.b64encode(b"not an image at all").decode(),
+     "invalid_image"),
+])
+def test_unusable_images_are_400s_naming_the_part(client: OpenAI, http: httpx.Client,
+                                                   url: str, code: str) -> None:
     parts = [{"type": "text", "text": "look"},
-             {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]
+             {"type": "image_url", "image_url": {"url": url}}]
     with pytest.raises(openai.BadRequestError):
         client.moderations.create(input=parts)
-    error = assert_envelope(http.post("/v1/moderations", json={"input": parts}), 400,
-                            param="input[1]", code="image_input_not_supported")
-    assert "image moderation model" in error["message"]
+    assert_envelope(http.post("/v1/moderations", json={"input": parts}), 400,
+                    param="input[1].image_url.url", code=code)
 
 
 @pytest.mark.parametrize("body, param", [

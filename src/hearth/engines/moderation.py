@@ -1,4 +1,4 @@
-"""Text moderation over the 13 categories of OpenAI's current moderation models.
+"""Moderation over the 13 categories of OpenAI's current moderation models.
 
 Two real models supply the evidence. The Jigsaw toxic-comment BiLSTM
 (``toxicity.py``) was trained on 160,000 human-labelled comments and knows
@@ -11,6 +11,10 @@ probabilities by Platt scaling. Both are fitted in closed form or a few
 Newton steps when the engine loads, deterministically, on the labelled examples in
 ``moderation_data/train.jsonl``; the disjoint evaluation set and its results
 live in ``tests/data/moderation_eval.jsonl`` and ``bench/moderation_eval.py``.
+
+Images are scored for the one category a carried image model knows: Yahoo's
+open_nsfw (``nsfw.py``) gives 'sexual'; the other categories do not apply to
+images here, and results say so in ``category_applied_input_types``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from typing import Literal
 import numpy as np
 
 from hearth.engines.embeddings import EmbeddingEngine
+from hearth.engines.nsfw import MODEL_FILE as NSFW_MODEL_FILE
+from hearth.engines.nsfw import NsfwClassifier
 from hearth.engines.toxicity import ToxicityModel
 
 TRAINING_DATA = Path(__file__).with_name("moderation_data") / "train.jsonl"
@@ -50,6 +56,8 @@ CATEGORIES: tuple[str, ...] = (
 PARENTS: dict[str, str] = {c: c.split("/")[0] for c in CATEGORIES if "/" in c}
 
 THRESHOLD = 0.5
+# open_nsfw's own decision point (its authors read < 0.2 as safe, > 0.8 as explicit).
+IMAGE_THRESHOLD = 0.5
 
 # A text longer than this is scored sentence by sentence and takes its worst
 # sentence's scores: the classifiers were fitted on sentences and short
@@ -91,6 +99,7 @@ class ModerationEngine:
     ) -> None:
         self._embedder = EmbeddingEngine(model_dir, threads=threads)
         self._toxicity = ToxicityModel(model_dir)
+        self._images = NsfwClassifier(model_dir / NSFW_MODEL_FILE, threads=threads)
         examples = load_examples(training_data)
         features = self._features([e.text for e in examples])
         labels = np.array(
@@ -100,6 +109,18 @@ class ModerationEngine:
         self._scale = features.std(axis=0) + 1e-6
         self._coefficients, left_out = _fit_ridge(self._standardize(features), labels)
         self._slope, self._offset = _fit_calibration(left_out, labels)
+
+    def classify_images(self, images: Sequence[bytes]) -> list[ModerationResult]:
+        """One result per image: only 'sexual' applies to images (open_nsfw's one question)."""
+        results = []
+        for score in self._images.scores(images):
+            scores = {c: score if c == "sexual" else 0.0 for c in CATEGORIES}
+            categories = {c: c == "sexual" and score >= IMAGE_THRESHOLD for c in CATEGORIES}
+            results.append(ModerationResult(
+                flagged=any(categories.values()), categories=categories, category_scores=scores,
+                category_applied_input_types={c: ["image"] if c == "sexual" else []
+                                              for c in CATEGORIES}))
+        return results
 
     def classify(self, texts: Sequence[str]) -> list[ModerationResult]:
         pieces = [self._pieces(text) for text in texts]
