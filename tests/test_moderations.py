@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import base64
-import io
 
-import av
 import httpx
 import numpy as np
 import openai
 import pytest
 from openai import OpenAI
 
+from tests.images import flat, landscape, png_data_url
 from tests.spec import assert_matches_schema
 from tests.test_foundation import assert_envelope
 
@@ -108,32 +107,6 @@ def test_model_defaults_and_is_echoed(http: httpx.Client) -> None:
     assert moderate(http, {"input": "hello"})["model"] == "omni-moderation-latest"
     for name in ("text-moderation-latest", "text-moderation-stable", "moderation-local"):
         assert moderate(http, {"input": "hello", "model": name})["model"] == name
-
-
-def png_data_url(pixels: np.ndarray) -> str:
-    """An RGB array as a PNG in a base64 data URL, encoded by PyAV."""
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="image2pipe") as out:
-        stream = out.add_stream("png", rate=1)
-        stream.height, stream.width = pixels.shape[:2]
-        stream.pix_fmt = "rgb24"
-        for packet in [*stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")),
-                       *stream.encode(None)]:
-            out.mux(packet)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def landscape() -> np.ndarray:
-    pixels = np.zeros((300, 400, 3), np.uint8)
-    pixels[:200] = (90, 160, 230)  # sky
-    pixels[200:] = (40, 140, 60)  # grass
-    return pixels
-
-
-def flat(colour: tuple[int, int, int]) -> np.ndarray:
-    pixels = np.zeros((240, 320, 3), np.uint8)
-    pixels[:] = colour
-    return pixels
 
 
 def image_part(pixels: np.ndarray) -> dict:

@@ -54,15 +54,22 @@ def _pixels(index: int, image: bytes) -> np.ndarray:
         with av.open(io.BytesIO(image), mode="r") as container:
             if not container.streams.video:
                 raise ImageDecodeError(index, "the data is not an image")
-            frame = next(container.decode(container.streams.video[0]), None)
+            stream = container.streams.video[0]
+            # Refused from the header where it tells, before a small file inflates to gigabytes.
+            _check_size(index, stream.codec_context.width, stream.codec_context.height)
+            frame = next(container.decode(stream), None)
     except av.FFmpegError:
-        raise ImageDecodeError(index, "the image could not be decoded") from None
+        raise ImageDecodeError(index, "FFmpeg could not decode it") from None
     if frame is None:
-        raise ImageDecodeError(index, "the image holds no picture")
-    if frame.width * frame.height > MAX_PIXELS:
-        raise ImageDecodeError(index, f"the image is larger than {MAX_PIXELS:,} pixels")
+        raise ImageDecodeError(index, "it holds no picture")
+    _check_size(index, frame.width, frame.height)
     rgb = frame.reformat(width=RESIZE, height=RESIZE, format="rgb24",
                          interpolation="BILINEAR").to_ndarray()
     offset = (RESIZE - CROP) // 2
     crop = rgb[offset:offset + CROP, offset:offset + CROP].astype(np.float32)
     return np.ascontiguousarray(crop[:, :, ::-1] - MEAN_BGR)
+
+
+def _check_size(index: int, width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise ImageDecodeError(index, f"it is larger than {MAX_PIXELS:,} pixels")
