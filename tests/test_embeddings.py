@@ -81,15 +81,32 @@ def test_dimensions_truncate_and_renormalize(client: OpenAI) -> None:
     assert vectors(client, text, dimensions=128).shape == (1, 128)
 
 
-def test_token_array_inputs_match_their_text(client: OpenAI, tokenizer: Tokenizer) -> None:
-    texts = ["Token arrays are ids in the model's vocabulary.", "A second input."]
-    ids = [token_ids(tokenizer, text) for text in texts]
+# cl100k_base ids, as tiktoken (and so LangChain's OpenAIEmbeddings) produces them.
+CL100K = {
+    "Hello world, the quick brown fox.": [9906, 1917, 11, 279, 4062, 14198, 39935, 13],
+    "Token arrays are what LangChain sends.": [3404, 18893, 527, 1148, 23272, 19368, 22014, 13],
+    # One character split across ids must come back whole.
+    "Ünïcödé splits inside a character: 日本語": [53591, 77, 38672, 66, 3029, 67, 978, 41567, 4871,
+                                                  264, 3752, 25, 76502, 22656, 45918, 252],
+}
+
+
+def test_token_arrays_are_openai_token_ids(client: OpenAI, tokenizer: Tokenizer) -> None:
+    texts, ids = list(CL100K), list(CL100K.values())
     from_text = vectors(client, texts, encoding_format="float")
     one = client.embeddings.create(model=MODEL, input=ids[0], encoding_format="float")
     assert len(one.data) == 1
-    assert one.usage.prompt_tokens == len(ids[0])
+    # Usage counts the tokens the model read: its own, for the decoded text.
+    assert one.usage.prompt_tokens == len(token_ids(tokenizer, texts[0]))
     assert np.allclose(one.data[0].embedding, from_text[0], atol=1e-5)
     assert np.allclose(vectors(client, ids, encoding_format="float"), from_text, atol=1e-5)
+
+
+def test_ids_outside_cl100k_are_400s(http: httpx.Client) -> None:
+    for bad in ([9906, 100_256], [[9906], [-1]]):
+        error = assert_envelope(http.post("/v1/embeddings", json={"model": MODEL, "input": bad}),
+                                400, param="input")
+        assert "cl100k_base" in error["message"]
 
 
 def test_usage_counts_the_model_tokens(client: OpenAI, tokenizer: Tokenizer) -> None:

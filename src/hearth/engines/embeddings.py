@@ -15,6 +15,8 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from hearth.engines.openai_tokens import RANKS_FILE, Cl100kDecoder
+
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -73,6 +75,9 @@ class EmbeddingEngine:
         )
         self.dimensions: int = self._session.get_outputs()[0].shape[-1]
         self.max_tokens: int = WINDOW - SPECIAL_TOKENS
+        # What the API's token-array inputs mean: OpenAI's ids, read back as text.
+        ranks = model_dir / RANKS_FILE
+        self.openai_tokens = Cl100kDecoder(ranks) if ranks.is_file() else None
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Each text's token ids, without the [CLS]/[SEP] the model adds around them."""

@@ -1,7 +1,9 @@
 """Embeddings: from a validated request to vectors, tokens counted by the model's tokenizer.
 
 All inputs of a request go to the engine in one call on the model's thread,
-where they are sorted by length and run in padded batches.
+where they are sorted by length and run in padded batches. Token-array inputs
+are OpenAI's cl100k_base ids (what tiktoken gives LangChain and other
+clients): they are decoded to text, which the model then reads as its own.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 
 from hearth.api.errors import InvalidRequest
 from hearth.engines.embeddings import EmbeddingEngine, InputTooLong, InvalidTokens
+from hearth.engines.openai_tokens import UnknownTokens
 from hearth.engines.registry import LoadedModel
 from hearth.protocol.embeddings import (
     CreateEmbeddingRequest,
@@ -47,15 +50,26 @@ def _check_dimensions(engine: EmbeddingEngine, body: CreateEmbeddingRequest) -> 
             f"{engine.dimensions} (got {body.dimensions}).", param="dimensions")
 
 
+def _texts(engine: EmbeddingEngine, inputs: Sequence[str] | Sequence[Sequence[int]]
+           ) -> Sequence[str]:
+    if all(isinstance(item, str) for item in inputs):
+        return inputs  # type: ignore[return-value]
+    if engine.openai_tokens is None:
+        raise InvalidRequest("This model reads text only; send 'input' as strings.",
+                             param="input")
+    return [engine.openai_tokens.decode(index, item)  # type: ignore[arg-type]
+            for index, item in enumerate(inputs)]
+
+
 def _embed(engine: EmbeddingEngine, inputs: Sequence[str] | Sequence[Sequence[int]],
            dimensions: int | None) -> tuple[np.ndarray, int]:
     """Runs on the model's thread: the vectors and the request's token count."""
     try:
-        token_ids = engine.token_ids(inputs)
+        token_ids = engine.token_ids(_texts(engine, inputs))
     except InputTooLong as exc:
         raise InvalidRequest(f"{exc} Shorten or split it.", param="input",
                              code="context_length_exceeded") from None
-    except InvalidTokens as exc:
+    except (InvalidTokens, UnknownTokens) as exc:
         raise InvalidRequest(str(exc), param="input") from None
     n_tokens = sum(len(ids) for ids in token_ids)
     if n_tokens > MAX_REQUEST_TOKENS:
