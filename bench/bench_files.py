@@ -33,12 +33,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from common import live_server, peak_rss_mib
+from common import live_server, peak_rss_mib, timed
 
 MiB = 1024 * 1024
 # The baselines. A copy into memory the VM has just handed back to its host
@@ -47,12 +46,6 @@ MiB = 1024 * 1024
 FRESH = "durable copy (copy, then fsync), into fresh memory"
 DURABLE = "durable copy, repeated at once (the baseline)"
 PLAIN = "plain copy (shutil.copyfile, no fsync)"
-
-
-def timed(action: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
 
 
 def durable_copy(source: Path, target: Path) -> None:
@@ -98,7 +91,7 @@ def main() -> None:
 
             def record(name: str, action: Callable[[], object]) -> None:
                 os.sync()
-                seconds[name].append(timed(action))
+                seconds[name].append(timed(action)[0])
                 target.unlink(missing_ok=True)
 
             def create(file: object) -> str:

@@ -30,8 +30,8 @@ from hearth.services.transcriptions import (
 
 router = APIRouter(tags=["audio"])
 
-_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {"application/json": {}, "text/plain": {},
-                                "text/event-stream": {}}}}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}, "text/plain": {}, "text/event-stream": {}}}}
 # Logged when the client left before the transcript was ready (nginx's convention).
 CLIENT_CLOSED_REQUEST = 499
 

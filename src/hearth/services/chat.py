@@ -41,7 +41,6 @@ from hearth.services.generation import (
     Usage,
     check_choices,
     engine_errors,
-    error_event,
     fingerprint,
     start_stream,
 )
@@ -312,14 +311,10 @@ async def open_chat_stream(model: LoadedModel, body: CreateChatCompletionRequest
 
 async def _events(raw_chunks: AsyncIterator[dict[str, Any]], shaper: _ChunkShaper,
                   body: CreateChatCompletionRequest) -> AsyncIterator[bytes]:
-    try:
-        async with aclosing(raw_chunks):  # type: ignore[type-var]
-            async for raw in raw_chunks:
-                if (chunk := shaper.shape(raw)) is not None:
-                    yield sse_event(chunk)
-    except llama.LlamaError as exc:
-        yield error_event(exc)
-        return
+    async with aclosing(raw_chunks):  # type: ignore[type-var]
+        async for raw in raw_chunks:
+            if (chunk := shaper.shape(raw)) is not None:
+                yield sse_event(chunk)
     if body.stream_options is not None and body.stream_options.include_usage:
         yield sse_event(shaper.usage_chunk())
     yield DONE

@@ -22,7 +22,6 @@ from hearth.services.generation import (
     Usage,
     check_choices,
     engine_errors,
-    error_event,
     fingerprint,
     start_stream,
 )
@@ -124,22 +123,18 @@ async def _events(raw_chunks: AsyncIterator[dict[str, Any]], body: CreateComplet
     n = body.n or 1
     usage = Usage()
     frame: dict[str, Any] = {}
-    try:
-        async with aclosing(raw_chunks):  # type: ignore[type-var]
-            async for raw in raw_chunks:
-                frame = frame or {"id": raw["id"], "created": raw["created"], "model": body.model,
-                                  "system_fingerprint": fingerprint_}
-                choices = raw.get("choices", [])
-                if (counts := raw.get("usage")) is not None:
-                    # Each choice reports its own tokens; its prompt counts once per n choices.
-                    first_of_prompt = bool(choices) and choices[0]["index"] % n == 0
-                    usage.add(counts["prompt_tokens"] if first_of_prompt else 0,
-                              counts["completion_tokens"], once_prompt=False)
-                if choices:
-                    yield sse_event(TextCompletion(**frame, choices=[_choice(c) for c in choices]))
-    except llama.LlamaError as exc:
-        yield error_event(exc)
-        return
+    async with aclosing(raw_chunks):  # type: ignore[type-var]
+        async for raw in raw_chunks:
+            frame = frame or {"id": raw["id"], "created": raw["created"], "model": body.model,
+                              "system_fingerprint": fingerprint_}
+            choices = raw.get("choices", [])
+            if (counts := raw.get("usage")) is not None:
+                # Each choice reports its own tokens; its prompt counts once per n choices.
+                first_of_prompt = bool(choices) and choices[0]["index"] % n == 0
+                usage.add(counts["prompt_tokens"] if first_of_prompt else 0,
+                          counts["completion_tokens"], once_prompt=False)
+            if choices:
+                yield sse_event(TextCompletion(**frame, choices=[_choice(c) for c in choices]))
     if frame and body.stream_options is not None and body.stream_options.include_usage:
         yield sse_event(TextCompletion(**frame, choices=[], usage=usage.total()))
     yield DONE

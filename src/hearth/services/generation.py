@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from hearth.api.errors import InvalidRequest
-from hearth.api.sse import sse_event
 from hearth.catalog.catalog import ModelSpec
 from hearth.engines import llama
 from hearth.engines.registry import LoadedModel
@@ -43,21 +42,27 @@ def engine_errors(engine: llama.LlamaEngine, prompt_param: str) -> Iterator[None
         raise InvalidRequest(exc.message, param=exc.param) from None
 
 
-def error_event(exc: llama.LlamaError) -> bytes:
-    """An error after the stream started: the SDKs raise on an event carrying `error`."""
-    kind = "server_error" if isinstance(exc, llama.EngineFailure) else "invalid_request_error"
-    return sse_event({"error": {"message": exc.message, "type": kind, "param": exc.param,
-                                "code": None}})
-
-
 async def start_stream(model: LoadedModel, request: dict[str, Any], prompt_param: str,
                        generate: Callable[[dict[str, Any]], Iterator[dict[str, Any]]]
                        ) -> AsyncIterator[dict[str, Any]]:
     """Start a streamed generation on the model's threads; refusals raise before it starts."""
     # Usage is always requested so it can be summed over choices; sent only if asked for.
     request["stream_options"] = {"include_usage": True}
-    with engine_errors(model.engine, prompt_param):
-        return await prime(model.runner.stream(lambda: generate(request)))
+    chunks = model.runner.stream(lambda: generate(request))
+    return await prime(_refusals_mapped(chunks, model.engine, prompt_param))
+
+
+async def _refusals_mapped(chunks: AsyncIterator[T], engine: llama.LlamaEngine,
+                           prompt_param: str) -> AsyncIterator[T]:
+    """The stream with the engine's refusals as 400s.
+
+    Before the first chunk such a 400 is the response; after it, sse_response
+    ends the stream with it as an error event.
+    """
+    async with aclosing(chunks):  # type: ignore[type-var]
+        with engine_errors(engine, prompt_param):
+            async for chunk in chunks:
+                yield chunk
 
 
 async def prime(stream: AsyncIterator[T]) -> AsyncIterator[T]:

@@ -2,9 +2,10 @@
 
 Parts are blobs of their own. Completing joins them, in the order the client
 lists, into the new File's blob: a local store links them without copying a
-byte, S3 copies parts of 5 MiB or more inside itself and streams smaller ones. md5 and the purpose's format are
-checked by reading the parts once, and only when there is something to check;
-even an 8 GB upload is never held in memory. Parts no longer
+byte, S3 copies parts of 5 MiB or more inside itself and streams smaller
+ones. md5 and the purpose's format are checked by reading the parts once,
+and only when there is something to check; even an 8 GB upload is never
+held in memory. Parts no longer
 needed (after completion, cancellation or expiry) are removed by
 ``purge_parts``, at once and again by the periodic sweep should a crash
 intervene.

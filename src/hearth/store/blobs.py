@@ -240,7 +240,7 @@ class _ReadOnce(io.FileIO):
     download from pushing the models and the database out of the page cache.
     """
 
-    WINDOW = 16 * MiB
+    WINDOW = _BlobWriter.WINDOW
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, "rb")
