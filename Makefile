@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[lint]'
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

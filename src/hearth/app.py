@@ -1,38 +1,31 @@
-"""The application factory: routers, middleware, error handlers and lifespan."""
+"""The application factory: the one composition root of the HTTP server.
+
+``create_app`` opens one container (``hearth.container``) for the app's
+lifetime, runs the job worker beside it, mounts every area's router and the
+middleware, and installs the error envelope.
+"""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
-from hearth.api import (
-    chat,
-    completions,
-    embeddings,
-    files,
-    models,
-    moderations,
-    speech,
-    transcriptions,
-    uploads,
-)
-from hearth.api.errors import install_error_handlers
-from hearth.api.middleware import (
-    BodySizeLimitMiddleware,
-    RequestContextMiddleware,
-    body_limit_by_path,
-)
-from hearth.catalog.catalog import Catalog
-from hearth.catalog.provision import ModelStore
-from hearth.engines.registry import ModelRegistry
-from hearth.firstrun import initialize
+from hearth.chat.router import router as chat
+from hearth.completions.router import router as completions
+from hearth.container import open_container, running_worker
+from hearth.embeddings.router import router as embeddings
+from hearth.files.router import router as files
+from hearth.http.errors import install_error_handlers
+from hearth.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, body_limit_by_path
+from hearth.models.router import router as models
+from hearth.moderations.router import router as moderations
 from hearth.settings import MiB, Settings
-from hearth.store.db import Database
+from hearth.speech.router import router as speech
+from hearth.transcriptions.router import router as transcriptions
 
-log = logging.getLogger("hearth")
+ROUTERS = (models, speech, transcriptions, files, embeddings, moderations, chat, completions)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -40,24 +33,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        database = Database(settings.resolved_database_url)
-        database.migrate()
-        initialize(database, settings.data_dir)
-        catalog = Catalog.load()
-        registry = ModelRegistry(catalog, ModelStore(settings.resolved_models_dir), settings)
-        app.state.settings = settings
-        app.state.db = database
-        app.state.registry = registry
-        for name in settings.default_models:
-            spec = catalog.resolve(name)
-            if registry.is_servable(spec):
-                await registry.get(spec)
-        try:
+        async with AsyncExitStack() as stack:
+            container = await stack.enter_async_context(open_container(settings))
+            if settings.run_worker:
+                await stack.enter_async_context(running_worker(container))
+            app.state.services = container
             yield
-        finally:
-            registry.shutdown()
-            database.dispose()
 
     app = FastAPI(
         title="Hearth",
@@ -71,9 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    for router in (models.router, speech.router, transcriptions.router, files.router,
-                   uploads.router, embeddings.router, moderations.router, chat.router,
-                   completions.router):
+    for router in ROUTERS:
         app.include_router(router, prefix="/v1")
 
     limits = body_limit_by_path(

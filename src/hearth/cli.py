@@ -35,6 +35,24 @@ def serve(
     server.run(create_app(settings), settings, host or settings.host, port or settings.port)
 
 
+@app.command()
+def worker() -> None:
+    """Run background jobs only, against the same database as the servers (no HTTP).
+
+    Start as many as you like, on as many machines: they share one queue.
+    Models load when a job first needs them.
+    """
+    import asyncio
+
+    from hearth.container import open_container, run_until_signalled
+
+    async def work() -> None:
+        async with open_container(Settings(), load_models=False) as container:
+            await run_until_signalled(container.worker())
+
+    asyncio.run(work())
+
+
 @models_app.command("list")
 def models_list() -> None:
     """Every model in the catalog, its aliases and whether it is pulled."""

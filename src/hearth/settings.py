@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     # How often expired Uploads and Files are cleaned away.
     sweep_interval_seconds: float = 60.0
 
+    # Background jobs: `hearth serve` runs a worker unless told not to (then run `hearth worker`).
+    run_worker: bool = True
+    # Jobs one worker runs at once.
+    job_concurrency: int = 2
+    # A job whose worker stops heartbeating for this long is claimed again by another.
+    job_lease_seconds: float = 30.0
+
     # Where file contents live: a directory under data_dir, or any S3-compatible
     # store (credentials may also come from the standard AWS variables).
     blob_store: Literal["local", "s3"] = "local"

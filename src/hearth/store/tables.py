@@ -7,7 +7,9 @@ Timestamps are Unix seconds, as the API reports them.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Double, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -118,3 +120,105 @@ class UploadPart(Base):
     blob_key: Mapped[str] = mapped_column(String(256))
     writer: Mapped[str] = mapped_column(String(64), index=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Job(Base):
+    """A unit of background work, claimed by one worker at a time under a lease.
+
+    Unlike the API's objects, times here are float Unix seconds: leases are
+    shorter than a second in tests and retries are scheduled to the
+    millisecond. ``status`` is ``queued``, ``running``, ``succeeded``,
+    ``failed`` or ``cancelled``. A ``running`` job whose lease has expired
+    belongs to a worker that died; the next claim takes it over, and the
+    handler resumes from ``progress``. ``project_id`` has no foreign key so
+    that system jobs (sweeps) need no project.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_status_run_at", "status", "run_at"),
+        Index("ix_jobs_status_lease", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    run_at: Mapped[float] = mapped_column(Double)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Double)
+    started_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+
+class JobSchedule(Base):
+    """Periodic work: a job of ``kind`` is enqueued every ``interval_seconds``.
+
+    ``next_run_at`` (float Unix seconds) is advanced with a compare-and-set,
+    so among several workers exactly one enqueues each tick.
+    """
+
+    __tablename__ = "job_schedules"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    interval_seconds: Mapped[float] = mapped_column(Double)
+    next_run_at: Mapped[float] = mapped_column(Double)
+
+
+class UsageRecord(Base):
+    """One metered request or storage change: who made it, against what, and how much of each unit.
+
+    Rows are appended by ``hearth.accounting.meter`` and read back, summed per
+    time bucket, by ``hearth.accounting.usage_queries``. There are no foreign
+    keys: usage is a ledger that outlives the keys and projects it names, and
+    an insert must never fail on a concurrent delete. Every Usage API query
+    filters on organization (or project), kind and a time range, hence the two
+    indexes; ``kind`` sits before ``created_at`` so one kind's range is
+    contiguous, and a query over every kind (costs) still uses them through
+    ``kind IN (...)``.
+    """
+
+    __tablename__ = "usage_events"
+    __table_args__ = (
+        Index("ix_usage_events_org_kind_created", "organization_id", "kind", "created_at"),
+        Index("ix_usage_events_project_kind_created", "project_id", "kind", "created_at"),
+    )
+
+    # SQLite autoincrements only a column declared exactly INTEGER PRIMARY KEY.
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str] = mapped_column(String(64))
+    api_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    service_account_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    batch: Mapped[bool] = mapped_column(Boolean)
+    # Image usage is grouped by these; None for every other kind.
+    size: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    source: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # The units, summed by the Usage API.
+    requests: Mapped[int] = mapped_column(Integer)
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    input_cached_tokens: Mapped[int] = mapped_column(BigInteger)
+    input_audio_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_audio_tokens: Mapped[int] = mapped_column(BigInteger)
+    characters: Mapped[int] = mapped_column(BigInteger)
+    seconds: Mapped[float] = mapped_column(Double)
+    images: Mapped[int] = mapped_column(Integer)
+    sessions: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,148 @@
+"""The composition root's contents: every long-lived object of one Hearth process.
+
+``open_container`` builds them in dependency order (database, blob store,
+models, meter, job queue, then the services over them) and closes them in
+reverse. The HTTP app keeps one container and hands its parts to routes by
+type (``hearth.http.deps.provide``); ``hearth worker`` opens one without any
+HTTP at all. Nothing else constructs a service, so there is one place to see
+what depends on what.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
+from typing import TypeVar
+
+import anyio.to_thread
+
+from hearth.accounting.meter import DatabaseMeter
+from hearth.catalog.catalog import Catalog
+from hearth.catalog.provision import ModelStore
+from hearth.chat.service import ChatService
+from hearth.completions.service import CompletionService
+from hearth.embeddings.service import EmbeddingsService
+from hearth.engines.registry import ModelRegistry
+from hearth.files import service as files
+from hearth.files.service import FileStorage
+from hearth.firstrun import initialize
+from hearth.jobs import Handler, JobContext, JobQueue, Worker
+from hearth.models.service import ModelService
+from hearth.moderations.service import ModerationService
+from hearth.settings import Settings
+from hearth.speech.service import SpeechService
+from hearth.store.db import Database
+from hearth.transcriptions.service import TranscriptionService
+
+log = logging.getLogger("hearth")
+T = TypeVar("T")
+
+FILES_SWEEP = "files.sweep"
+
+
+@dataclass
+class Container:
+    settings: Settings
+    db: Database
+    registry: ModelRegistry
+    meter: DatabaseMeter
+    jobs: JobQueue
+    models: ModelService
+    files: FileStorage
+    speech: SpeechService
+    transcriptions: TranscriptionService
+    chat: ChatService
+    completions: CompletionService
+    embeddings: EmbeddingsService
+    moderations: ModerationService
+
+    def get(self, kind: type[T]) -> T:
+        """The part of type ``kind`` (a service, the settings, the database)."""
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, kind):
+                return value
+        raise LookupError(f"the container holds no {kind.__name__}")
+
+    def job_handlers(self) -> dict[str, Handler]:
+        """Every kind of background job this process can run, by name."""
+
+        async def sweep_files(_: JobContext) -> None:
+            await anyio.to_thread.run_sync(files.sweep, self.files)
+
+        return {FILES_SWEEP: sweep_files}
+
+    def worker(self) -> Worker:
+        return Worker(self.jobs, self.job_handlers(), concurrency=self.settings.job_concurrency,
+                      lease_seconds=self.settings.job_lease_seconds)
+
+
+@asynccontextmanager
+async def open_container(settings: Settings, *, load_models: bool = True) -> AsyncIterator[Container]:
+    """Build every part, migrate the schema, and warm the default models when asked."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    await anyio.to_thread.run_sync(db.migrate)
+    await anyio.to_thread.run_sync(initialize, db, settings.data_dir)
+    registry = ModelRegistry(Catalog.load(), ModelStore(settings.resolved_models_dir), settings)
+    meter = DatabaseMeter(db)
+    meter.start()
+    jobs = JobQueue(db)
+    await anyio.to_thread.run_sync(jobs.ensure_schedule, FILES_SWEEP, FILES_SWEEP,
+                                   settings.sweep_interval_seconds)
+    models = ModelService(registry)
+    try:
+        storage = await files.open_file_storage(db, settings, meter)
+        container = Container(
+            settings=settings, db=db, registry=registry, meter=meter, jobs=jobs, models=models,
+            files=storage,
+            speech=SpeechService(models, meter),
+            transcriptions=TranscriptionService(models, meter, settings.max_audio_upload_bytes),
+            chat=ChatService(models, meter),
+            completions=CompletionService(models, meter),
+            embeddings=EmbeddingsService(models, meter),
+            moderations=ModerationService(models, meter),
+        )
+        if load_models:
+            await _warm(container)
+        yield container
+    finally:
+        registry.shutdown()
+        await anyio.to_thread.run_sync(meter.close)
+        db.dispose()
+
+
+async def _warm(container: Container) -> None:
+    catalog = container.registry.catalog
+    for name in container.settings.default_models:
+        spec = catalog.resolve(name)
+        if container.registry.is_servable(spec):
+            await container.registry.get(spec)
+
+
+async def run_until_signalled(worker: Worker) -> None:
+    """Run ``worker`` until SIGINT or SIGTERM, then let it hand its jobs back."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    log.info("worker %s is running jobs", worker.worker_id)
+    await worker.run(stop)
+
+
+@asynccontextmanager
+async def running_worker(container: Container) -> AsyncIterator[None]:
+    """Run the container's job worker in the background until the block ends."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(container.worker().run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
