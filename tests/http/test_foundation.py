@@ -80,6 +80,29 @@ def test_unknown_field_is_rejected(http: httpx.Client) -> None:
     assert "volume" in error["message"]
 
 
+@pytest.mark.parametrize(("path", "body", "param"), [
+    ("/v1/embeddings", '{"model": "text-embedding-3-small", "input": "a \\ud800 b"}', "input"),
+    ("/v1/moderations", '{"input": ["fine", "\\udfff"]}', "input[1]"),
+    ("/v1/chat/completions", '{"model": "\\ud800", "messages": []}', "model"),
+    ("/v1/chat/completions",
+     '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "\\ud83d"}]}',
+     "messages[0].content"),
+])
+def test_lone_surrogates_are_400_naming_the_field(http: httpx.Client, path: str, body: str,
+                                                  param: str) -> None:
+    """Text that is not Unicode is the client's mistake wherever it enters, never a 500."""
+    response = http.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert_envelope(response, 400, param=param, code="invalid_unicode")
+
+
+def test_paired_surrogates_are_ordinary_text(http: httpx.Client) -> None:
+    """An escaped pair is one character (here an emoji), and is embedded like any other."""
+    body = '{"model": "text-embedding-3-small", "input": "smile \\ud83d\\ude00"}'
+    response = http.post("/v1/embeddings", content=body,
+                         headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+
+
 def test_oversize_body_is_413_without_reading_it(http: httpx.Client) -> None:
     huge = b'{"input": "' + b"a" * (9 * 1024 * 1024) + b'"}'
     response = http.post("/v1/audio/speech", content=huge,
