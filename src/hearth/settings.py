@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     queue_depth: int = 64
     # Threads given to each model's inference runtime; 0 lets the runtime decide.
     inference_threads: int = 0
+    # Host memory each chat model may keep finished prompts in, to reuse their prefixes.
+    llm_prompt_cache_mib: int = 256
 
     # Files and Uploads: size limits the API documents, enforced while streaming.
     max_file_bytes: int = 512 * MiB
@@ -85,6 +87,11 @@ class Settings(BaseSettings):
     s3_secret_access_key: str | None = None
 
     log_level: str = "info"
+
+    # Batches: lines one chunk job runs at once (llama.cpp answers 4 side by side), and how long
+    # a batch may run. The window is the API's 24 hours; shorten it only to test or to operate.
+    batch_line_concurrency: int = 4
+    batch_completion_window_seconds: int = 24 * 3600
 
     @cached_property
     def resolved_models_dir(self) -> Path:

@@ -300,6 +300,9 @@ HELLO = user("Hello")
     ({"model": MODEL, "messages": HELLO, "stream": "yes"}, "stream"),
     ({"model": MODEL, "messages": HELLO, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ({"model": MODEL, "messages": HELLO, "logit_bias": {"hello": 5}}, "logit_bias"),
+    # Past the vocabulary, and past the context (llama.cpp would read 2^32 + 5 as 5).
+    ({"model": MODEL, "messages": HELLO, "logit_bias": {"151936": 5}}, "logit_bias"),
+    ({"model": MODEL, "messages": HELLO, "max_tokens": 2**32 + 5}, "max_tokens"),
     ({"model": MODEL, "messages": HELLO, "top_logprobs": 2}, "top_logprobs"),
     ({"model": MODEL, "messages": HELLO, "stream_options": {"include_usage": True}},
      "stream_options"),

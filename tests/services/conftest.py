@@ -83,6 +83,7 @@ class FakeLlama:
 
     n_parallel = 2
     context_length = 64
+    vocab_size = 1000
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []

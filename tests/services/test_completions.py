@@ -159,6 +159,8 @@ def test_several_choices_count_like_the_same_stream(hearth: Hearth) -> None:
     ({"best_of": 2, "stream": True}, "best_of"),
     ({"stream_options": {"include_usage": True}}, "stream_options"),
     ({"logit_bias": {"one": 5}}, "logit_bias"),
+    ({"logit_bias": {"99999": 5}}, "logit_bias"),
+    ({"max_tokens": 2**63}, "max_tokens"),
     ({"n": 3}, "n"),
     ({"best_of": 3}, "best_of"),
 ])

@@ -26,6 +26,19 @@ def fingerprint(spec: ModelSpec) -> str:
     return f"fp_{spec.files[0].sha256[:10]}" if spec.files else f"fp_{spec.id}"
 
 
+def check_limits(engine: llama.LlamaEngine, max_tokens: int | None, max_tokens_param: str,
+                 logit_bias: dict[str, int] | None) -> None:
+    """Numbers llama.cpp would otherwise take modulo 2^32, or not check at all."""
+    if max_tokens is not None and max_tokens > engine.context_length:
+        raise InvalidRequest(
+            f"'{max_tokens_param}' is {max_tokens}; this model's context holds "
+            f"{engine.context_length} tokens in all, prompt included.", param=max_tokens_param)
+    for key in logit_bias or {}:
+        if not key.isdigit() or int(key) >= engine.vocab_size:
+            raise InvalidRequest(f"Invalid key in 'logit_bias': {key!r} is not a token id of this "
+                                 f"model (0 to {engine.vocab_size - 1}).", param="logit_bias")
+
+
 def check_choices(n: int | None, limit: int, param: str = "n") -> None:
     """llama.cpp generates a request's choices side by side, one parallel slot each."""
     if n is not None and n > limit:

@@ -18,6 +18,7 @@ from hearth.caller import Caller
 from hearth.chat.generation import (
     Usage,
     check_choices,
+    check_limits,
     engine_errors,
     fingerprint,
     metered,
@@ -80,13 +81,6 @@ def _refuse_unsupported(body: CreateChatCompletionRequest) -> None:
     if body.functions is not None and body.tools is not None:
         raise InvalidRequest("Use either 'tools' or the deprecated 'functions', not both.",
                              param="functions")
-
-
-def _check_logit_bias(bias: dict[str, int] | None) -> None:
-    for key in bias or {}:
-        if not key.isdigit():
-            raise InvalidRequest(f"Invalid key in 'logit_bias': {key!r} is not a token id.",
-                                 param="logit_bias")
 
 
 def _message(index: int, message: Any) -> dict[str, Any]:
@@ -182,7 +176,9 @@ def _response_format(body: CreateChatCompletionRequest) -> dict[str, Any] | None
 def engine_request(body: CreateChatCompletionRequest, model: LoadedModel) -> EngineRequest:
     """Check everything that can be refused and build llama.cpp's request."""
     _refuse_unsupported(body)
-    _check_logit_bias(body.logit_bias)
+    max_tokens_param = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
+    check_limits(model.engine, body.max_completion_tokens or body.max_tokens, max_tokens_param,
+                 body.logit_bias)
     check_choices(body.n, model.engine.n_parallel)
     request: EngineRequest = {
         "model": body.model,

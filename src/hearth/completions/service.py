@@ -13,6 +13,7 @@ from hearth.caller import Caller
 from hearth.chat.generation import (
     Usage,
     check_choices,
+    check_limits,
     engine_errors,
     fingerprint,
     metered,
@@ -48,10 +49,7 @@ def engine_request(body: CreateCompletionRequest, model: LoadedModel) -> EngineR
     if body.stream_options is not None and not body.stream:
         raise InvalidRequest("The 'stream_options' parameter is only allowed when 'stream' is "
                              "enabled.", param="stream_options")
-    for key in body.logit_bias or {}:
-        if not key.isdigit():
-            raise InvalidRequest(f"Invalid key in 'logit_bias': {key!r} is not a token id.",
-                                 param="logit_bias")
+    check_limits(model.engine, body.max_tokens, "max_tokens", body.logit_bias)
     check_choices(body.n, model.engine.n_parallel)
     check_choices(body.best_of, model.engine.n_parallel, "best_of")
     request = body.model_dump(include=set(_PASSED_FIELDS), exclude_none=True)

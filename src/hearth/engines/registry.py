@@ -51,7 +51,8 @@ def _load_llama(spec: ModelSpec, directory: Path, settings: Settings) -> tuple[A
     n_parallel = int(spec.options.get("n_parallel", 4))
     engine = LlamaEngine(directory / "model.gguf", n_ctx=int(spec.options.get("n_ctx", 8192)),
                          n_parallel=n_parallel,
-                         threads=settings.inference_threads or os.cpu_count() or 2)
+                         threads=settings.inference_threads or os.cpu_count() or 2,
+                         prompt_cache_mib=settings.llm_prompt_cache_mib)
     # Each call blocks a thread while llama.cpp runs it in one of its slots.
     return engine, n_parallel
 
