@@ -96,7 +96,7 @@ def envelope(message: str, type_: str, param: str | None = None, code: str | Non
 
 # Validation: pydantic's error list, as the API words it.
 
-_BAD_JSON = ("We could not parse the JSON body of your request. (HINT: This likely means you "
+BAD_JSON = ("We could not parse the JSON body of your request. (HINT: This likely means you "
              "aren't using your HTTP library correctly. The API expects a JSON payload, but what "
              "was sent was not valid JSON.)")
 # Where FastAPI found a value; not part of the field's name as a client knows it.
@@ -113,6 +113,8 @@ def validation_param(loc: Sequence[Any]) -> str | None:
         if any(ch in part for ch in "[]()") or part in {"str", "int", "float", "list", "dict"}:
             break
         clean.append(part)
+    # A tagged union adds its tag: tools[0] -> "function" (the tag) -> function (the field).
+    clean = [part for i, part in enumerate(clean) if i == 0 or part != clean[i - 1] or part.isdigit()]
     if not clean:
         return None
     out = clean[0]
@@ -129,7 +131,9 @@ def invalid_request(errors: Sequence[Mapping[str, Any]]) -> InvalidRequest:
     param = validation_param(tuple(first.get("loc", ())))
     kind = first.get("type", "")
     if kind == "json_invalid":
-        return InvalidRequest(_BAD_JSON)
+        return InvalidRequest(BAD_JSON)
+    if kind == "missing" and param is None:
+        return InvalidRequest("The request body is empty; it must be a JSON object.")
     if kind == "missing":
         return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
     if kind == "extra_forbidden":

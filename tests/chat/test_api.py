@@ -109,6 +109,36 @@ def test_required_tool_choice_and_legacy_functions(client: OpenAI) -> None:
     assert json.loads(legacy.choices[0].message.function_call.arguments)["city"]
 
 
+def test_recursive_json_schema_is_accepted_and_followed(client: OpenAI) -> None:
+    """A tree whose children are trees refers to its own root ("$ref": "#"), as
+    structured outputs allow; the answer is a tree of that shape."""
+    tree = {"type": "object", "additionalProperties": False, "required": ["name", "children"],
+            "properties": {"name": {"type": "string", "maxLength": 12},
+                           "children": {"type": "array", "maxItems": 2, "items": {"$ref": "#"}}}}
+    completion = client.chat.completions.create(
+        model=MODEL, messages=user("A tiny family tree, two generations."), temperature=0,
+        max_tokens=200, response_format={"type": "json_schema",
+                                         "json_schema": {"name": "tree", "schema": tree}})
+    choice = completion.choices[0]
+    assert choice.finish_reason == "stop", choice.message.content
+    resolver_free = json.loads(json.dumps(tree).replace('"$ref": "#"', '"type": "object"'))
+    jsonschema.validate(json.loads(choice.message.content), resolver_free)
+
+
+def test_forced_tool_call_with_defs_and_refs(client: OpenAI) -> None:
+    """Pydantic models with enums or nested models make $defs/$ref parameters (instructor,
+    pydantic-ai, the Agents SDK); a forced call resolves them and keeps to the enum."""
+    tool = {"type": "function", "function": {"name": "make_user", "parameters": {
+        "$defs": {"Role": {"enum": ["admin", "guest"], "type": "string"}},
+        "type": "object", "properties": {"role": {"$ref": "#/$defs/Role"}}, "required": ["role"]}}}
+    completion = client.chat.completions.create(
+        model=MODEL, messages=user("Make a guest user."), tools=[tool], tool_choice="required",
+        max_tokens=32, temperature=0)
+    call = completion.choices[0].message.tool_calls[0]
+    assert call.function.name == "make_user"
+    assert json.loads(call.function.arguments)["role"] in {"admin", "guest"}
+
+
 def test_json_schema_output_validates_20_of_20(client: OpenAI) -> None:
     schema = {
         "type": "object",
@@ -304,6 +334,14 @@ HELLO = user("Hello")
     ({"model": MODEL, "messages": HELLO, "logit_bias": {"151936": 5}}, "logit_bias"),
     ({"model": MODEL, "messages": HELLO, "max_tokens": 2**32 + 5}, "max_tokens"),
     ({"model": MODEL, "messages": HELLO, "top_logprobs": 2}, "top_logprobs"),
+    # A tagged union's tag is not part of the field's name.
+    ({"model": MODEL, "messages": HELLO,
+      "tools": [{"type": "function", "function": {"name": "f", "parameters": "x"}}]},
+     "tools[0].function.parameters"),
+    ({"model": MODEL, "max_tokens": 2, "messages": [
+        *HELLO, {"role": "assistant", "content": None, "tool_calls": [{
+            "id": "c1", "type": "function", "function": {"name": "f", "arguments": "{not json"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "x"}]}, "messages"),
     ({"model": MODEL, "messages": HELLO, "stream_options": {"include_usage": True}},
      "stream_options"),
     ({"model": MODEL, "messages": HELLO, "response_format": {"type": "yaml"}}, "response_format"),
@@ -319,7 +357,8 @@ HELLO = user("Hello")
      "messages[0].content[0]"),
 ])
 def test_bad_requests_are_400_naming_the_param(http: httpx.Client, body: dict, param: str) -> None:
-    assert_envelope(http.post("/v1/chat/completions", json=body), 400, param=param)
+    message = assert_envelope(http.post("/v1/chat/completions", json=body), 400, param=param)["message"]
+    assert "json.exception" not in message  # llama.cpp's library internals stay inside
 
 
 def test_unknown_model_is_404(http: httpx.Client) -> None:

@@ -103,6 +103,32 @@ def test_paired_surrogates_are_ordinary_text(http: httpx.Client) -> None:
     assert response.status_code == 200, response.text
 
 
+def test_empty_and_undecodable_bodies_are_400_in_plain_words(http: httpx.Client) -> None:
+    headers = {"Content-Type": "application/json"}
+    empty = assert_envelope(http.post("/v1/embeddings", content=b"", headers=headers), 400)
+    assert empty["message"] == "The request body is empty; it must be a JSON object."
+    latin1 = http.post("/v1/embeddings", content=b'{"input": "caf\xe9"}', headers=headers)
+    assert "could not parse the JSON body" in assert_envelope(latin1, 400)["message"]
+
+
+def test_an_empty_cursor_is_no_cursor(http: httpx.Client) -> None:
+    response = http.get("/v1/files", params={"after": ""})
+    assert response.status_code == 200, response.text
+
+
+def test_deleting_a_model(server: LiveServer, client: openai.OpenAI) -> None:
+    """Unauthenticated is 401; a base model is the caller's to use, not to delete (403);
+    an unknown one is not found."""
+    anonymous = httpx.delete(f"{server.base_url}/v1/models/gpt-4o-mini")
+    assert_envelope(anonymous, 401)
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        client.models.delete("gpt-4o-mini")
+    assert refused.value.code == "insufficient_permissions"
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.models.delete("ft:nothing:here")
+    assert missing.value.code == "model_not_found"
+
+
 def test_oversize_body_is_413_without_reading_it(http: httpx.Client) -> None:
     huge = b'{"input": "' + b"a" * (9 * 1024 * 1024) + b'"}'
     response = http.post("/v1/audio/speech", content=huge,

@@ -127,6 +127,7 @@ class LlamaEngine:
         forced_tool = _forces_tool_call(body)
         if forced_tool:
             _constrain_to_tool_call(body)
+        _make_refs_resolvable(body)
         return body, forced_tool
 
     # -- legacy completions ---------------------------------------------------
@@ -239,7 +240,7 @@ class LlamaEngine:
         try:
             response = handler(body)
         except (RuntimeError, ValueError) as exc:
-            raise InvalidRequest(str(exc)) from exc
+            raise InvalidRequest(*_client_message(str(exc))) from exc
         _raise_for_error(response)
         return response
 
@@ -323,25 +324,63 @@ def _constrain_to_tool_call(body: Request) -> None:
         tools = [tool for tool in tools if tool["function"]["name"] == name]
         if not tools:
             raise InvalidRequest(f"tool_choice names an unknown function: {name}", "tool_choice")
-    calls = [_call_schema(tool["function"]) for tool in tools]
+    if len(tools) == 1:
+        schema = _call_schema(tools[0]["function"], "#/properties/arguments")
+    else:
+        schema = {"anyOf": [_call_schema(tool["function"], f"#/anyOf/{i}/properties/arguments")
+                            for i, tool in enumerate(tools)]}
     body["tool_choice"] = "none"
     body.pop("parallel_tool_calls", None)
-    body["response_format"] = {
-        "type": "json_schema",
-        "json_schema": {"name": "tool_call", "schema": calls[0] if len(calls) == 1 else {"anyOf": calls}},
-    }
+    body["response_format"] = {"type": "json_schema",
+                               "json_schema": {"name": "tool_call", "schema": schema}}
 
 
-def _call_schema(function: dict[str, Any]) -> dict[str, Any]:
+def _call_schema(function: dict[str, Any], arguments_at: str) -> dict[str, Any]:
+    """One call's JSON: the function's name and its parameters, which now live at
+    ``arguments_at`` inside the new schema, so their own references are moved there."""
     return {
         "type": "object",
         "properties": {
             "name": {"const": function["name"]},
-            "arguments": function.get("parameters") or {"type": "object"},
+            "arguments": _relocated(function.get("parameters") or {"type": "object"}, arguments_at),
         },
         "required": ["name", "arguments"],
         "additionalProperties": False,
     }
+
+
+def _relocated(schema: Any, base: str) -> Any:
+    """``schema`` with every local ``$ref`` rewritten for its new place ``base``
+    (``#`` -> ``base``, ``#/$defs/X`` -> ``base/$defs/X``)."""
+    if isinstance(schema, list):
+        return [_relocated(item, base) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _relocated(value, base) for key, value in schema.items()}
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and (ref == "#" or ref.startswith("#/")):
+        out["$ref"] = base + ref[1:]
+    return out
+
+
+def _refers_to_root(schema: Any) -> bool:
+    if isinstance(schema, list):
+        return any(_refers_to_root(item) for item in schema)
+    if not isinstance(schema, dict):
+        return False
+    return schema.get("$ref") == "#" or any(_refers_to_root(value) for value in schema.values())
+
+
+def _make_refs_resolvable(body: Request) -> None:
+    """llama.cpp resolves ``#/...`` references but not ``#`` itself, which a recursive
+    schema (a tree whose children are trees) uses: such a schema moves under ``$defs``
+    and its root becomes a reference to it."""
+    fmt = body.get("response_format") or {}
+    holder = fmt.get("json_schema") if fmt.get("type") == "json_schema" else None
+    schema = holder.get("schema") if isinstance(holder, dict) else None
+    if isinstance(schema, dict) and _refers_to_root(schema):
+        holder["schema"] = {"$defs": {"root": _relocated(schema, "#/$defs/root")},
+                            "$ref": "#/$defs/root"}
 
 
 # -- response shaping ---------------------------------------------------------
@@ -355,9 +394,33 @@ def _raise_for_error(response: dict[str, Any]) -> None:
     if error.get("type") == "exceed_context_size_error":
         raise ContextLengthExceeded(message, "messages")
     if error.get("code") == 400 or error.get("type") == "invalid_request_error":
-        field = _FIELD_IN_MESSAGE.search(message)
-        raise InvalidRequest(message, field.group(1) if field else None)
+        raise InvalidRequest(*_client_message(message))
     raise EngineFailure(message)
+
+
+# llama.cpp's own words for a client's mistake, and how the API says each; its
+# messages otherwise quote library internals (nlohmann::json's error codes, ...).
+_CLIENT_MESSAGES = (
+    ("Failed to parse tool call arguments as JSON",
+     "The `arguments` of a tool call in the messages is not valid JSON.", "messages"),
+    ("Unable to generate parser for this template",
+     "The tools or response format cannot be expressed for this model: {detail}", None),
+    ("failed to parse grammar",
+     "The JSON schema could not be compiled into a grammar for this model.", "response_format"),
+    ("json.exception", "Part of the request that must be JSON is not valid JSON.", None),
+)
+# The part of llama.cpp's schema refusal that names the offending place in the schema.
+_DETAIL = re.compile(r"(JSON schema error at [^\n]*)")
+
+
+def _client_message(message: str) -> tuple[str, str | None]:
+    """The message and the field for a refusal llama.cpp worded."""
+    for marker, wording, param in _CLIENT_MESSAGES:
+        if marker in message:
+            detail = _DETAIL.search(message)
+            return wording.format(detail=detail.group(1) if detail else "it is not supported."), param
+    field = _FIELD_IN_MESSAGE.search(message)
+    return message, field.group(1) if field else None
 
 
 def _finish(response: dict[str, Any], request: Request) -> dict[str, Any]:

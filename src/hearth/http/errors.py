@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hearth.errors import APIError, envelope, invalid_request
+from hearth.errors import BAD_JSON, APIError, envelope, invalid_request
 
 log = logging.getLogger("hearth.errors")
 
@@ -52,6 +52,8 @@ async def http_exception_response(request: Request, exc: StarletteHTTPException)
     type_, code = _HTTP_STATUS_ERRORS.get(exc.status_code, ("invalid_request_error", None))
     if exc.status_code == 404:
         message = f"Invalid URL ({request.method} {request.url.path})"
+    elif exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        message = BAD_JSON  # FastAPI's words for a body that is not even text
     elif exc.status_code == 405:
         message = f"Method {request.method} is not allowed for {request.url.path}."
     else:

@@ -44,7 +44,8 @@ def page_params(default_limit: int = 20, max_limit: int = 100) -> Callable[..., 
             raise InvalidRequest(
                 f"Invalid 'limit': must be between 1 and {max_limit}, got {limit}.",
                 param="limit", code="integer_out_of_range")
-        return PageRequest(limit=limit, order=order, after=after, before=before)
+        # An empty cursor (`?after=`) is no cursor, as clients that always send one expect.
+        return PageRequest(limit=limit, order=order, after=after or None, before=before or None)
 
     return dependency
 

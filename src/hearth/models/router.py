@@ -23,3 +23,8 @@ def list_models(_: ProjectCaller, models: Models) -> ModelList:
 @router.get("/models/{model_id:path}", response_model=Model)
 def retrieve_model(model_id: str, _: ProjectCaller, models: Models) -> Model:
     return models.retrieve(model_id)
+
+
+@router.delete("/models/{model_id:path}", response_model=None)
+def delete_model(model_id: str, caller: ProjectCaller, models: Models) -> None:
+    models.delete(caller, model_id)

@@ -8,10 +8,11 @@ errors, including the runner's ``ModelBusy`` (a 429 for online requests).
 
 from __future__ import annotations
 
+from hearth.caller import Caller
 from hearth.catalog.catalog import ModelSpec, UnknownModel
 from hearth.engines.registry import LoadedModel, ModelNotPulled, ModelRegistry
 from hearth.engines.runner import Admission, ModelBusy
-from hearth.errors import InvalidRequest, RateLimited, model_not_found
+from hearth.errors import InvalidRequest, PermissionDenied, RateLimited, model_not_found
 from hearth.models.protocol import Model, ModelList
 
 
@@ -59,6 +60,17 @@ class ModelService:
 
     def retrieve(self, name: str) -> Model:
         return _model(name, self._servable(name))
+
+    def delete(self, caller: Caller, name: str) -> None:
+        """Only fine-tuned models can be deleted, by their owner; every catalog model is a base
+        model, so it is refused, and any other name is not found."""
+        try:
+            self.registry.catalog.resolve(name)
+        except UnknownModel:
+            raise model_not_found(name) from None
+        raise PermissionDenied(f"The model `{name}` is a base model; only fine-tuned models can "
+                               "be deleted, by the organization that owns them.",
+                               code="insufficient_permissions")
 
     def _servable(self, name: str) -> ModelSpec:
         try:
