@@ -377,7 +377,9 @@ def _make_refs_resolvable(body: Request) -> None:
     and its root becomes a reference to it."""
     fmt = body.get("response_format") or {}
     holder = fmt.get("json_schema") if fmt.get("type") == "json_schema" else None
-    schema = holder.get("schema") if isinstance(holder, dict) else None
+    if not isinstance(holder, dict):
+        return
+    schema = holder.get("schema")
     if isinstance(schema, dict) and _refers_to_root(schema):
         holder["schema"] = {"$defs": {"root": _relocated(schema, "#/$defs/root")},
                             "$ref": "#/$defs/root"}
