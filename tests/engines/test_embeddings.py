@@ -65,6 +65,13 @@ def test_too_long_input_is_refused(engine: EmbeddingEngine) -> None:
     assert len(engine.embed(["word " * 254])) == 1
 
 
+def test_a_huge_input_is_refused_before_it_is_tokenized(engine: EmbeddingEngine) -> None:
+    """Megabytes of text are refused from a count of their first words, not tokenized whole."""
+    with pytest.raises(InputTooLong) as caught:
+        engine.embed(["fine", "word " * 2_000_000])
+    assert caught.value.index == 1 and "more than 1016 tokens" in str(caught.value)
+
+
 def test_token_ids_outside_the_vocabulary_are_refused(engine: EmbeddingEngine) -> None:
     with pytest.raises(InvalidTokens):
         engine.embed([[101, engine.vocab_size]])

@@ -33,12 +33,17 @@ BATCH_SIZE = 64
 TokenInput = Sequence[int]
 
 
+# Inputs with this many times more words than the model reads are refused untokenized.
+_SURELY_TOO_LONG = 4
+
+
 class InputTooLong(ValueError):
     """An input holds more tokens than the model reads."""
 
-    def __init__(self, index: int, n_tokens: int, limit: int) -> None:
+    def __init__(self, index: int, n_tokens: int, limit: int, *, at_least: bool = False) -> None:
+        counted = f"more than {n_tokens - 1}" if at_least else str(n_tokens)
         super().__init__(
-            f"Input {index} has {n_tokens} tokens; this model reads at most {limit} tokens per input."
+            f"Input {index} has {counted} tokens; this model reads at most {limit} tokens per input."
         )
         self.index = index
         self.n_tokens = n_tokens
@@ -116,6 +121,7 @@ class EmbeddingEngine:
     def token_ids(self, inputs: Sequence[str] | Sequence[TokenInput]) -> list[list[int]]:
         """Validated token ids per input (their lengths are the usage counts)."""
         if all(isinstance(item, str) for item in inputs):
+            self._refuse_surely_too_long(inputs)  # type: ignore[arg-type]
             token_ids = self.tokenize(inputs)  # type: ignore[arg-type]
         else:
             token_ids = [self._checked_tokens(i, item) for i, item in enumerate(inputs)]
@@ -123,6 +129,19 @@ class EmbeddingEngine:
             if len(ids) > self.max_tokens:
                 raise InputTooLong(index, len(ids), self.max_tokens)
         return token_ids
+
+    def _refuse_surely_too_long(self, texts: Sequence[str]) -> None:
+        """Refuse, without tokenizing it, a text with far more words than the model reads tokens.
+
+        The tokenizer splits at every space, so each word is at least one token;
+        ``split`` with ``maxsplit`` stops after the first words, so megabytes of
+        text cost microseconds here instead of seconds (and their memory) there.
+        A text only somewhat too long is still tokenized, for an exact count.
+        """
+        words = _SURELY_TOO_LONG * self.max_tokens
+        for index, text in enumerate(texts):
+            if len(text) > words and len(text.split(maxsplit=words)) > words:
+                raise InputTooLong(index, words + 1, self.max_tokens, at_least=True)
 
     def _special(self, token: str) -> int:
         token_id = self._tokenizer.token_to_id(token)
