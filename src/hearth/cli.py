@@ -90,16 +90,20 @@ def _pull(settings: Settings, names: list[str]) -> None:
         console.print(f"[green]{spec.id} ready[/green] in {store.dir_for(spec)}")
 
 
-def _database():
-    from hearth.store.db import Database
+def _database(*, bootstrap: bool = True):
+    """The data directory's database, migrated; ``bootstrap`` makes the first keys if it is new.
+
+    Read-only commands pass ``bootstrap=False``: listing keys must not create any.
+    """
+    from hearth.firstrun import initialize
+    from hearth.store.db import Database, prepare_data_dir
 
     settings = Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings.data_dir)
     database = Database(settings.resolved_database_url)
     database.migrate()
-    from hearth.firstrun import initialize
-
-    initialize(database, settings.data_dir)
+    if bootstrap:
+        initialize(database, settings.data_dir)
     return database
 
 
@@ -130,8 +134,12 @@ def keys_list() -> None:
     """Keys by id, kind, project and redacted value."""
     from hearth.store.keys import list_keys
 
+    settings = Settings()
+    if not settings.database_url and not settings.embedded_database.exists():
+        console.print(f"no keys: {settings.data_dir} holds no database yet (`hearth serve` makes one)")
+        return
     table = Table("id", "kind", "project", "name", "key", "revoked")
-    with _database().session() as session:
+    with _database(bootstrap=False).session() as session:
         for key in list_keys(session):
             table.add_row(key.id, key.kind, key.project_id or "-", key.name, key.redacted_value,
                           "yes" if key.revoked_at else "")
@@ -143,7 +151,7 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (key_..
     """Revoke a key: requests with it get 401 from then on."""
     from hearth.store.keys import revoke_key
 
-    with _database().session() as session:
+    with _database(bootstrap=False).session() as session:
         if not revoke_key(session, key_id):
             console.print(f"[red]no active key {key_id!r}[/red]")
             raise typer.Exit(2)

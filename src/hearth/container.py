@@ -35,7 +35,7 @@ from hearth.models.service import ModelService
 from hearth.moderations.service import ModerationService
 from hearth.settings import Settings
 from hearth.speech.service import SpeechService
-from hearth.store.db import Database
+from hearth.store.db import Database, prepare_data_dir
 from hearth.transcriptions.service import TranscriptionService
 
 log = logging.getLogger("hearth")
@@ -84,7 +84,7 @@ class Container:
 @asynccontextmanager
 async def open_container(settings: Settings, *, load_models: bool = True) -> AsyncIterator[Container]:
     """Build every part, migrate the schema, and warm the default models when asked."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings.data_dir)
     db = Database(settings.resolved_database_url)
     await anyio.to_thread.run_sync(db.migrate)
     await anyio.to_thread.run_sync(initialize, db, settings.data_dir)

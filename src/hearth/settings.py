@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     def resolved_models_dir(self) -> Path:
         return self.models_dir or _default_data_dir() / "models"
 
+    @property
+    def embedded_database(self) -> Path:
+        """The SQLite file used when no database URL is set."""
+        return self.data_dir / "hearth.db"
+
     @cached_property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'hearth.db'}"
+        return self.database_url or f"sqlite:///{self.embedded_database}"

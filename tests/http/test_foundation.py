@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import stat
 import subprocess
 import sys
@@ -111,6 +113,24 @@ def test_empty_and_undecodable_bodies_are_400_in_plain_words(http: httpx.Client)
     assert "could not parse the JSON body" in assert_envelope(latin1, 400)["message"]
 
 
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /v1/models HTTP/1.1\r\nHost: h\r\nX-Bad: a\x00b\r\n\r\n",
+    b"GET /v1/models?" + b"a" * (1024 * 1024) + b" HTTP/1.1\r\nHost: h\r\n\r\n",
+])
+def test_unreadable_http_is_400_in_the_envelope(server: LiveServer, request_bytes: bytes) -> None:
+    """Requests too malformed to reach the app still get the API's error body."""
+    host, port = server.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(request_bytes)
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert b"content-type: application/json" in head.lower()
+    assert json.loads(body)["error"]["type"] == "invalid_request_error"
+
+
 def test_an_empty_cursor_is_no_cursor(http: httpx.Client) -> None:
     response = http.get("/v1/files", params={"after": ""})
     assert response.status_code == 200, response.text
@@ -179,6 +199,26 @@ def test_project_header_must_match_the_key(server: LiveServer) -> None:
 def test_first_run_key_file_is_private(server: LiveServer) -> None:
     mode = (server.data_dir / "initial-keys.txt").stat().st_mode
     assert stat.S_IMODE(mode) == 0o600
+
+
+def test_the_data_directory_is_owner_only(server: LiveServer, client: openai.OpenAI) -> None:
+    """Keys, the database (and its WAL) and every stored file are the owner's alone."""
+    client.files.create(file=("private.txt", b"secret notes"), purpose="assistants")
+    paths = [server.data_dir, *server.data_dir.rglob("*")]
+    stored = [p for p in paths if p.name.startswith("hearth.db") or "blobs" in p.parts]
+    assert any(p.name == "hearth.db-wal" for p in stored) and any(p.is_file() and "blobs" in p.parts
+                                                                  for p in stored)
+    assert stat.S_IMODE(server.data_dir.stat().st_mode) == 0o700
+    for path in stored:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+
+
+def test_listing_keys_in_an_empty_data_directory_writes_nothing(tmp_path) -> None:
+    env = {"HEARTH_DATA_DIR": str(tmp_path / "fresh"), "PATH": "/usr/bin:/bin"}
+    listed = subprocess.run([sys.executable, "-m", "hearth", "keys", "list"], env=env,
+                            capture_output=True, text=True, check=True)
+    assert "no keys" in listed.stderr
+    assert not (tmp_path / "fresh").exists()
 
 
 def _cli(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:

@@ -66,7 +66,7 @@ class LocalBlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -90,7 +90,7 @@ class LocalBlobStore:
 
     def put(self, key: str, chunks: Iterable[bytes]) -> int:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         partial = path.with_name(path.name + self.PARTIAL)
         try:
             with _BlobWriter(partial) as writer:
@@ -113,9 +113,9 @@ class LocalBlobStore:
                 inspect(block)
         joined = self._joined(key)
         partial = joined.with_name(joined.name + self.PARTIAL)
-        joined.parent.mkdir(parents=True, exist_ok=True)
+        joined.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
-            partial.mkdir()
+            partial.mkdir(mode=0o700)
             for index, piece in enumerate(pieces):
                 os.link(piece, partial / str(index))
             _fsync_dir(partial)
@@ -169,12 +169,12 @@ class _BlobWriter:
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
         self.direct = hasattr(os, "O_DIRECT")
         try:
-            self.fd = os.open(path, flags | (os.O_DIRECT if self.direct else 0), 0o644)
+            self.fd = os.open(path, flags | (os.O_DIRECT if self.direct else 0), 0o600)
         except OSError as exc:
             if not self.direct or exc.errno != errno.EINVAL:
                 raise
             self.direct = False
-            self.fd = os.open(path, flags, 0o644)
+            self.fd = os.open(path, flags, 0o600)
         self.buffer = mmap.mmap(-1, self.BUFFER)  # anonymous maps are page-aligned
         self.view = memoryview(self.buffer)
         self.filled = 0  # bytes waiting in the buffer
