@@ -19,6 +19,7 @@ from hearth.embeddings.router import router as embeddings
 from hearth.files.router import router as files
 from hearth.http.errors import install_error_handlers
 from hearth.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, body_limit_by_path
+from hearth.http.openapi import install_openapi
 from hearth.models.router import router as models
 from hearth.moderations.router import router as moderations
 from hearth.settings import MiB, Settings
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_openapi(app)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import stat
 import subprocess
@@ -129,6 +130,23 @@ def test_unreadable_http_is_400_in_the_envelope(server: LiveServer, request_byte
     assert head.startswith(b"HTTP/1.1 400"), head
     assert b"content-type: application/json" in head.lower()
     assert json.loads(body)["error"]["type"] == "invalid_request_error"
+
+
+def test_openapi_document_describes_the_server_as_it_behaves(http: httpx.Client) -> None:
+    """Errors are 400s in the envelope (never FastAPI's 422), and routes that stream their
+    multipart body still document it, so generated clients can call them."""
+    document = http.get("/openapi.json").json()
+    operations = [op for ops in document["paths"].values() for op in ops.values()]
+    assert operations and all("422" not in op["responses"] for op in operations)
+    assert all(op["responses"]["400"]["content"]["application/json"]["schema"]["$ref"]
+               == "#/components/schemas/Error" for op in operations)
+    for path, file_field in [("/v1/files", "file"), ("/v1/uploads/{upload_id}/parts", "data"),
+                             ("/v1/audio/transcriptions", "file"), ("/v1/audio/translations", "file")]:
+        form = document["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]
+        assert form["schema"]["properties"][file_field]["format"] == "binary"
+        assert file_field in form["schema"]["required"]
+    refs = re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(document))
+    assert set(refs) <= set(document["components"]["schemas"])
 
 
 def test_an_empty_cursor_is_no_cursor(http: httpx.Client) -> None:

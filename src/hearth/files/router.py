@@ -13,6 +13,7 @@ from hearth.files import service as files
 from hearth.files import uploads
 from hearth.files.protocol import (
     CompleteUploadRequest,
+    CreateFileForm,
     CreateUploadRequest,
     DeleteFileResponse,
     OpenAIFile,
@@ -23,6 +24,7 @@ from hearth.files.service import FileStorage
 from hearth.http.auth import ProjectCaller
 from hearth.http.deps import provide, require_json
 from hearth.http.multipart import StreamingForm
+from hearth.http.openapi import multipart_body
 from hearth.http.pagination import ListResponse, page_params, unknown_cursor
 from hearth.store.pagination import PageRequest, UnknownCursor
 
@@ -32,7 +34,7 @@ Storage = Annotated[FileStorage, Depends(provide(FileStorage))]
 FilesPage = Annotated[PageRequest, Depends(page_params(default_limit=10_000, max_limit=10_000))]
 
 
-@router.post("/files")
+@router.post("/files", openapi_extra=multipart_body(CreateFileForm, {"file": "The file to store."}))
 async def create_file(request: Request, caller: ProjectCaller, storage: Storage) -> OpenAIFile:
     return await files.create_file(storage, caller, StreamingForm(request))
 
@@ -72,7 +74,8 @@ def create_upload(body: CreateUploadRequest, caller: ProjectCaller, storage: Sto
     return uploads.create_upload(storage, caller, body)
 
 
-@router.post("/uploads/{upload_id}/parts", tags=["uploads"])
+@router.post("/uploads/{upload_id}/parts", tags=["uploads"],
+             openapi_extra=multipart_body(None, {"data": "The bytes of this part."}))
 async def add_upload_part(upload_id: str, request: Request, caller: ProjectCaller,
                           storage: Storage) -> UploadPart:
     return await uploads.add_part(storage, caller, upload_id, StreamingForm(request))

@@ -13,6 +13,7 @@ from hearth.caller import Caller
 from hearth.http.auth import ProjectCaller
 from hearth.http.deps import provide
 from hearth.http.multipart import StreamingForm
+from hearth.http.openapi import multipart_body
 from hearth.http.sse import sse_response
 from hearth.transcriptions.protocol import CreateTranscriptionForm, CreateTranslationForm
 from hearth.transcriptions.service import (
@@ -29,11 +30,13 @@ Transcriptions = Annotated[TranscriptionService, Depends(provide(TranscriptionSe
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}, "text/plain": {}, "text/event-stream": {}}}}
+_AUDIO = "The audio: flac, mp3, mp4, mpeg, mpga, m4a, ogg, wav or webm."
 # Logged when the client left before the transcript was ready (nginx's convention).
 CLIENT_CLOSED_REQUEST = 499
 
 
-@router.post("/audio/transcriptions", response_model=None, responses=_RESPONSES)
+@router.post("/audio/transcriptions", response_model=None, responses=_RESPONSES,
+             openapi_extra=multipart_body(CreateTranscriptionForm, {"file": _AUDIO}))
 async def create_transcription(request: Request, caller: ProjectCaller,
                                service: Transcriptions) -> Response:
     upload = await service.receive(StreamingForm(request))
@@ -42,7 +45,8 @@ async def create_transcription(request: Request, caller: ProjectCaller,
     return await _run(request, caller, service, job, upload)
 
 
-@router.post("/audio/translations", response_model=None, responses=_RESPONSES)
+@router.post("/audio/translations", response_model=None, responses=_RESPONSES,
+             openapi_extra=multipart_body(CreateTranslationForm, {"file": _AUDIO}))
 async def create_translation(request: Request, caller: ProjectCaller,
                              service: Transcriptions) -> Response:
     upload = await service.receive(StreamingForm(request))
