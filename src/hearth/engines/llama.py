@@ -39,6 +39,7 @@ _MEDIA_PARTS = frozenset({"image_url", "input_audio", "file"})
 # Fill-in-the-middle control tokens used by Qwen2.5-Coder, StarCoder and SmolLM.
 _FIM_TOKENS = ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
 _FIELD_IN_MESSAGE = re.compile(r"Field '([^']+)'")
+_TOKENS_PREDICTED = re.compile(r"^llamacpp:tokens_predicted_total (\d+)", re.MULTILINE)
 _END_OF_STREAM = object()
 
 
@@ -79,6 +80,8 @@ class LlamaEngine:
         # small machine that spinning takes the cores the HTTP side needs to
         # hand each token on (measured: 0.93 -> 0.95 of in-process speed).
         params.cpuparams.poll = 0
+        # llama.cpp's own counters (tokens generated, ...), read by tokens_generated().
+        params.endpoint_metrics = True
         # llama.cpp keeps finished prompts' state in host memory to reuse their
         # prefixes, up to 8 GiB by default: every distinct chat grew the process
         # by ~165 KB with no plateau. Bounded, it evicts the oldest.
@@ -206,6 +209,14 @@ class LlamaEngine:
 
     def detokenize(self, tokens: list[int]) -> str:
         return self._local_post("/detokenize", {"tokens": tokens})["content"]
+
+    def tokens_generated(self) -> int:
+        """Tokens generated since the model loaded, by llama.cpp's own count."""
+        metrics = self._server.handle_metrics()
+        found = _TOKENS_PREDICTED.search(metrics) if isinstance(metrics, str) else None
+        if found is None:
+            raise EngineFailure(f"llama.cpp reported no token count: {metrics!r:.200}")
+        return int(found.group(1))
 
     def active_requests(self) -> int:
         """How many slots are generating right now."""
@@ -409,7 +420,7 @@ _CLIENT_MESSAGES = (
      "The tools or response format cannot be expressed for this model: {detail}", None),
     ("failed to parse grammar",
      "The JSON schema could not be compiled into a grammar for this model.", "response_format"),
-    ("json.exception", "Part of the request that must be JSON is not valid JSON.", None),
+    ("json.exception", "A field has a value of the wrong type{field}.", None),
 )
 # The part of llama.cpp's schema refusal that names the offending place in the schema.
 _DETAIL = re.compile(r"(JSON schema error at [^\n]*)")
@@ -417,12 +428,14 @@ _DETAIL = re.compile(r"(JSON schema error at [^\n]*)")
 
 def _client_message(message: str) -> tuple[str, str | None]:
     """The message and the field for a refusal llama.cpp worded."""
+    found = _FIELD_IN_MESSAGE.search(message)
+    field = found.group(1) if found else None
     for marker, wording, param in _CLIENT_MESSAGES:
         if marker in message:
             detail = _DETAIL.search(message)
-            return wording.format(detail=detail.group(1) if detail else "it is not supported."), param
-    field = _FIELD_IN_MESSAGE.search(message)
-    return message, field.group(1) if field else None
+            return wording.format(detail=detail.group(1) if detail else "it is not supported.",
+                                  field=f": '{field}'" if field else ""), param or field
+    return message, field
 
 
 def _finish(response: dict[str, Any], request: Request) -> dict[str, Any]:
