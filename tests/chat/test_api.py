@@ -139,6 +139,22 @@ def test_forced_tool_call_with_defs_and_refs(client: OpenAI) -> None:
     assert json.loads(call.function.arguments)["role"] in {"admin", "guest"}
 
 
+def test_a_forced_call_cut_off_by_max_tokens_is_a_truncated_call(client: OpenAI) -> None:
+    """As OpenAI does: finish_reason length and the call so far, never the wrapper JSON."""
+    kwargs = {"model": MODEL, "messages": user("Weather in Rome?"), "tools": [WEATHER_TOOL],
+              "tool_choice": "required", "max_tokens": 8}
+    whole = client.chat.completions.create(**kwargs)
+    choice = whole.choices[0]
+    assert choice.finish_reason == "length" and choice.message.content is None
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "get_weather" and '"name"' not in call.function.arguments
+    chunks = list(client.chat.completions.create(**kwargs, stream=True))
+    streamed = [tc for chunk in chunks for c in chunk.choices for tc in c.delta.tool_calls or []]
+    assert streamed and streamed[0].function.name == "get_weather"
+    assert all(c.delta.content is None for chunk in chunks for c in chunk.choices)
+    assert chunks[-1].choices[0].finish_reason == "length"
+
+
 def test_json_schema_output_validates_20_of_20(client: OpenAI) -> None:
     schema = {
         "type": "object",

@@ -104,16 +104,16 @@ class LlamaEngine:
 
     def chat(self, request: Request) -> dict[str, Any]:
         """Create a chat completion (the body of POST /v1/chat/completions, stream false)."""
-        body, forced_tool = self._chat_body(request, stream=False)
+        body, forced_tools = self._chat_body(request, stream=False)
         response = self._call(self._server.handle_chat_completions, body)
-        if forced_tool:
-            _as_tool_calls(response["choices"])
+        if forced_tools:
+            _as_tool_calls(response["choices"], forced_tools)
         return _finish(response, request)
 
     def chat_stream(self, request: Request) -> Iterator[Chunk]:
         """Yield `chat.completion.chunk` objects; closing the iterator stops generation."""
-        body, forced_tool = self._chat_body(request, stream=True)
-        if forced_tool:
+        body, forced_tools = self._chat_body(request, stream=True)
+        if forced_tools:
             # The call is short and grammar-bound; its arguments only mean
             # something once complete, so it is generated whole and then chunked.
             yield from _completion_as_chunks(self.chat({**request, "stream": False}), request)
@@ -121,17 +121,16 @@ class LlamaEngine:
         for chunk in self._stream(self._server.handle_chat_completions, body):
             yield _finish(chunk, request)
 
-    def _chat_body(self, request: Request, *, stream: bool) -> tuple[Request, bool]:
+    def _chat_body(self, request: Request, *, stream: bool) -> tuple[Request, list[str]]:
+        """llama.cpp's request, and the functions one of which must be called (if forced)."""
         body = _without(request, "model", "stream", "store", "metadata", "user", "service_tier")
         _reject_media(body.get("messages", []))
         if "max_completion_tokens" in body:
             body["max_tokens"] = body.pop("max_completion_tokens")
         body["stream"] = stream
-        forced_tool = _forces_tool_call(body)
-        if forced_tool:
-            _constrain_to_tool_call(body)
+        forced_tools = _constrain_to_tool_call(body) if _forces_tool_call(body) else []
         _make_refs_resolvable(body)
-        return body, forced_tool
+        return body, forced_tools
 
     # -- legacy completions ---------------------------------------------------
 
@@ -321,8 +320,8 @@ def _forces_tool_call(body: Request) -> bool:
     return bool(body.get("tools")) and (choice == "required" or isinstance(choice, dict))
 
 
-def _constrain_to_tool_call(body: Request) -> None:
-    """Make a required or named tool call certain.
+def _constrain_to_tool_call(body: Request) -> list[str]:
+    """Make a required or named tool call certain; returns the names it may call.
 
     llama.cpp's tool grammar lets text come before the first call, and small
     models often answer in prose. The tools stay in the prompt (the template
@@ -344,6 +343,7 @@ def _constrain_to_tool_call(body: Request) -> None:
     body.pop("parallel_tool_calls", None)
     body["response_format"] = {"type": "json_schema",
                                "json_schema": {"name": "tool_call", "schema": schema}}
+    return [tool["function"]["name"] for tool in tools]
 
 
 def _call_schema(function: dict[str, Any], arguments_at: str) -> dict[str, Any]:
@@ -449,21 +449,32 @@ def _finish(response: dict[str, Any], request: Request) -> dict[str, Any]:
     return response
 
 
-def _as_tool_calls(choices: list[dict[str, Any]]) -> None:
+def _as_tool_calls(choices: list[dict[str, Any]], names: list[str]) -> None:
+    """A forced call's JSON (``{"name", "arguments"}``) as the tool call it is."""
     for choice in choices:
-        if choice["finish_reason"] == "length":
-            continue  # cut off by max_tokens: the partial JSON stays as content
         message = choice["message"]
-        call = json.loads(message["content"])
+        if choice["finish_reason"] == "length":
+            # Cut off by max_tokens: a truncated call, as OpenAI returns one.
+            name, arguments = _partial_call(message["content"] or "", names)
+        else:
+            call = json.loads(message["content"])
+            name, arguments = call["name"], json.dumps(call["arguments"])
+            choice["finish_reason"] = "tool_calls"
         message["content"] = None
-        message["tool_calls"] = [
-            {
-                "id": f"call_{secrets.token_hex(12)}",
-                "type": "function",
-                "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
-            }
-        ]
-        choice["finish_reason"] = "tool_calls"
+        message["tool_calls"] = [{"id": f"call_{secrets.token_hex(12)}", "type": "function",
+                                  "function": {"name": name, "arguments": arguments}}]
+
+
+_CALLED_NAME = re.compile(r'^\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_ARGUMENTS_START = re.compile(r'"arguments"\s*:\s*')
+
+
+def _partial_call(text: str, names: list[str]) -> tuple[str, str]:
+    """The function name and the arguments generated so far, from a cut-off call's JSON."""
+    named = _CALLED_NAME.match(text)
+    name = named.group(1) if named else names[0] if len(names) == 1 else ""
+    start = _ARGUMENTS_START.search(text)
+    return name, text[start.end():] if start else ""
 
 
 def _completion_as_chunks(completion: dict[str, Any], request: Request) -> Iterator[Chunk]:
@@ -471,8 +482,8 @@ def _completion_as_chunks(completion: dict[str, Any], request: Request) -> Itera
     frame["object"] = "chat.completion.chunk"
     for choice in completion["choices"]:
         message = choice["message"]
-        calls = [{"index": i, **call} for i, call in enumerate(message.get("tool_calls", []))]
-        delta = {"role": "assistant", "content": message.get("content"), "tool_calls": calls}
+        calls = [{"index": i, **call} for i, call in enumerate(message.get("tool_calls") or [])]
+        delta = {"role": "assistant", "content": message.get("content"), **({"tool_calls": calls} if calls else {})}
         yield {**frame, "choices": [{"index": choice["index"], "delta": delta, "finish_reason": None}]}
         yield {**frame, "choices": [{"index": choice["index"], "delta": {}, "finish_reason": choice["finish_reason"]}]}
     if (request.get("stream_options") or {}).get("include_usage"):
