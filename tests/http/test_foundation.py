@@ -149,6 +149,15 @@ def test_openapi_document_describes_the_server_as_it_behaves(http: httpx.Client)
     assert set(refs) <= set(document["components"]["schemas"])
 
 
+def test_a_json_body_without_content_type_is_read_as_json(http: httpx.Client) -> None:
+    body = b'{"filename": "a.txt", "purpose": "assistants", "bytes": 3, "mime_type": "text/plain"}'
+    request = http.build_request("POST", "/v1/uploads", content=body)
+    assert "content-type" not in request.headers
+    response = http.send(request)
+    assert response.status_code == 200, response.text
+    assert response.json()["object"] == "upload"
+
+
 def test_an_empty_cursor_is_no_cursor(http: httpx.Client) -> None:
     response = http.get("/v1/files", params={"after": ""})
     assert response.status_code == 200, response.text

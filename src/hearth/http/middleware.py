@@ -34,6 +34,7 @@ class RequestContextMiddleware:
             return
         request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
+        _default_json_content_type(scope)
         started = time.perf_counter()
 
         async def send_with_headers(message: Message) -> None:
@@ -50,6 +51,14 @@ class RequestContextMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _default_json_content_type(scope: Scope) -> None:
+    """A body sent with no Content-Type is read as JSON, as the API reads it (curl users and
+    some SDKs leave the header out)."""
+    headers = scope["headers"]
+    if scope["method"] in ("POST", "PUT", "PATCH") and not any(k == b"content-type" for k, _ in headers):
+        scope["headers"] = [*headers, (b"content-type", b"application/json")]
 
 
 BodyLimit = Callable[[str], int]
