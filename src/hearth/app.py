@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from hearth.chat.router import router as chat
 from hearth.completions.router import router as completions
@@ -69,5 +70,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # The last middleware added runs first: the request id wraps everything.
     app.add_middleware(BodySizeLimitMiddleware, limit_for=limits)
+    if settings.cors_origins:
+        # Browsers ask first (an OPTIONS preflight), then read only what is exposed.
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["*"], allow_headers=["*"], max_age=600,
+                           expose_headers=["x-request-id", "openai-processing-ms", "retry-after"])
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
 
     log_level: str = "info"
 
+    # Web origins allowed to call the API from a browser (CORS), e.g. ["http://localhost:3000"];
+    # none by default, ["*"] for any.
+    cors_origins: list[str] = []
+
     # Batches: lines one chunk job runs at once (llama.cpp answers 4 side by side), and how long
     # a batch may run. The window is the API's 24 hours; shorten it only to test or to operate.
     batch_line_concurrency: int = 4

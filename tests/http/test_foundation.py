@@ -8,12 +8,13 @@ import socket
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, start_server, stop_server
 from tests.spec import assert_matches_schema
 
 
@@ -147,6 +148,41 @@ def test_openapi_document_describes_the_server_as_it_behaves(http: httpx.Client)
         assert file_field in form["schema"]["required"]
     refs = re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(document))
     assert set(refs) <= set(document["components"]["schemas"])
+
+
+@pytest.fixture(scope="module")
+def cors_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    data = tmp_path_factory.mktemp("cors")
+    live = start_server(data, data / "models", HEARTH_DEFAULT_MODELS="[]",
+                        HEARTH_CORS_ORIGINS='["http://app.example"]')
+    yield live
+    stop_server(live)
+
+
+def test_cors_preflight_and_request_from_an_allowed_origin(cors_server: LiveServer) -> None:
+    """What a browser running the SDK (dangerouslyAllowBrowser) sends: a preflight, then the
+    request, whose response it may read only with the CORS headers."""
+    origin = {"Origin": "http://app.example"}
+    preflight = httpx.options(f"{cors_server.base_url}/v1/models", headers={
+        **origin, "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization,x-stainless-os"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "http://app.example"
+    assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+    listed = httpx.get(f"{cors_server.base_url}/v1/models",
+                       headers={**origin, "Authorization": f"Bearer {cors_server.api_key}"})
+    assert listed.status_code == 200
+    assert listed.headers["access-control-allow-origin"] == "http://app.example"
+    assert "x-request-id" in listed.headers["access-control-expose-headers"].lower()
+
+
+def test_cors_is_off_by_default_and_for_other_origins(server: LiveServer,
+                                                     cors_server: LiveServer) -> None:
+    ask = {"Origin": "http://elsewhere.example", "Access-Control-Request-Method": "GET"}
+    assert "access-control-allow-origin" not in httpx.options(
+        f"{server.base_url}/v1/models", headers=ask).headers
+    assert "access-control-allow-origin" not in httpx.options(
+        f"{cors_server.base_url}/v1/models", headers=ask).headers
 
 
 def test_a_json_body_without_content_type_is_read_as_json(http: httpx.Client) -> None:
