@@ -21,6 +21,9 @@ from typing import TypeVar
 import anyio.to_thread
 
 from hearth.accounting.meter import DatabaseMeter
+from hearth.batches.endpoints import Endpoints
+from hearth.batches.execution import BatchJobs
+from hearth.batches.service import BatchService
 from hearth.catalog.catalog import Catalog
 from hearth.catalog.provision import ModelStore
 from hearth.chat.service import ChatService
@@ -59,6 +62,8 @@ class Container:
     completions: CompletionService
     embeddings: EmbeddingsService
     moderations: ModerationService
+    batches: BatchService
+    batch_jobs: BatchJobs
 
     def get(self, kind: type[T]) -> T:
         """The part of type ``kind`` (a service, the settings, the database)."""
@@ -74,7 +79,7 @@ class Container:
         async def sweep_files(_: JobContext) -> None:
             await anyio.to_thread.run_sync(files.sweep, self.files)
 
-        return {FILES_SWEEP: sweep_files}
+        return {FILES_SWEEP: sweep_files, **self.batch_jobs.handlers()}
 
     def worker(self) -> Worker:
         return Worker(self.jobs, self.job_handlers(), concurrency=self.settings.job_concurrency,
@@ -97,15 +102,19 @@ async def open_container(settings: Settings, *, load_models: bool = True) -> Asy
     models = ModelService(registry)
     try:
         storage = await files.open_file_storage(db, settings, meter)
+        chat = ChatService(models, meter)
+        completions = CompletionService(models, meter)
+        embeddings = EmbeddingsService(models, meter)
+        moderations = ModerationService(models, meter)
         container = Container(
             settings=settings, db=db, registry=registry, meter=meter, jobs=jobs, models=models,
             files=storage,
             speech=SpeechService(models, meter),
             transcriptions=TranscriptionService(models, meter, settings.max_audio_upload_bytes),
-            chat=ChatService(models, meter),
-            completions=CompletionService(models, meter),
-            embeddings=EmbeddingsService(models, meter),
-            moderations=ModerationService(models, meter),
+            chat=chat, completions=completions, embeddings=embeddings, moderations=moderations,
+            batches=BatchService(db, jobs, settings),
+            batch_jobs=BatchJobs(db, jobs, storage, Endpoints(chat, completions, embeddings, moderations),
+                                 line_concurrency=settings.batch_line_concurrency),
         )
         if load_models:
             await _warm(container)

@@ -92,8 +92,8 @@ class Settings(BaseSettings):
     # none by default, ["*"] for any.
     cors_origins: list[str] = []
 
-    # Batches: lines one chunk job runs at once (llama.cpp answers 4 side by side), and how long
-    # a batch may run. The window is the API's 24 hours; shorten it only to test or to operate.
+    # Batches: lines one process runs at once over all its batches (llama.cpp answers 4 side by
+    # side), and how long a batch may run: the API's 24 hours; shorten it only to test or operate.
     batch_line_concurrency: int = 4
     batch_completion_window_seconds: int = 24 * 3600
 

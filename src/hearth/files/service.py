@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio.to_thread
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from hearth.accounting.meter import Meter, UsageEvent
 from hearth.caller import Caller
@@ -144,8 +145,35 @@ async def create_file(storage: FileStorage, caller: Caller, form: IncomingForm) 
     return created
 
 
-def record_stored(storage: FileStorage, caller: Caller, endpoint: str, size: int) -> None:
-    storage.meter.record(UsageEvent(caller, kind="files", endpoint=endpoint, bytes=size))
+async def store_file(storage: FileStorage, caller: Caller, filename: str, purpose: str,
+                     chunks: AsyncIterator[bytes], *, expires_after: int | None = None,
+                     on_visible: Callable[[Session, OpenAIFile], None] | None = None) -> OpenAIFile:
+    """Store a file Hearth writes itself (a batch's output), by the same pending-row protocol.
+
+    ``on_visible`` runs in the transaction that makes the file visible, so
+    what it writes (the batch naming the file) commits with the file or not at
+    all; if it raises, the file is discarded. The caller meters the bytes.
+    """
+    record = await anyio.to_thread.run_sync(add_pending_file, storage, caller.project_id, filename)
+    async with pending_write(storage, File, record.id, record.blob_key):
+        size = await write_blob(storage.blobs, record.blob_key, chunks)
+        return await anyio.to_thread.run_sync(
+            lambda: _publish(storage, record.id, size, purpose, expires_after, on_visible))
+
+
+def _publish(storage: FileStorage, file_id: str, size: int, purpose: str, expires_after: int | None,
+             on_visible: Callable[[Session, OpenAIFile], None] | None) -> OpenAIFile:
+    with storage.db.session() as session:
+        created = file_object(repo.mark_file_processed(session, file_id, size=size, purpose=purpose,
+                                                       expires_after=expires_after))
+        if on_visible is not None:
+            on_visible(session, created)
+    return created
+
+
+def record_stored(storage: FileStorage, caller: Caller, endpoint: str, size: int, *,
+                  batch: bool = False) -> None:
+    storage.meter.record(UsageEvent(caller, kind="files", endpoint=endpoint, bytes=size, batch=batch))
 
 
 def add_pending_file(storage: FileStorage, project_id: str, filename: str) -> File:

@@ -222,3 +222,86 @@ class UsageRecord(Base):
     images: Mapped[int] = mapped_column(Integer)
     sessions: Mapped[int] = mapped_column(Integer)
     bytes: Mapped[int] = mapped_column(BigInteger)
+
+
+class Batch(Base):
+    """A batch: the requests of an uploaded JSONL file, run in the background.
+
+    ``status`` moves validating -> in_progress -> finalizing -> completed, or
+    to failed (the file did not validate), expired (the window ran out) or
+    cancelling -> cancelled; every move is a compare-and-set UPDATE, so
+    workers racing over one batch agree on who makes it. Validation splits
+    the lines into ``chunks`` runs (``BatchChunk``), one job each; every
+    line's answer is a ``BatchResult``. ``api_key_id`` is the creator's key,
+    which the lines are metered against.
+    """
+
+    __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_project_created", "project_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    api_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    endpoint: Mapped[str] = mapped_column(String(64))
+    # The model every line names, when they all name the same one.
+    model: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # No foreign keys to files: a client may delete them while the batch lives on.
+    input_file_id: Mapped[str] = mapped_column(String(64))
+    output_file_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_file_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    completion_window: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    errors: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    # `metadata` is taken on declarative classes; the column keeps the API's name.
+    metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON, nullable=True)
+    # How long the output and error files live, in seconds after their creation.
+    output_expires_after: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    request_total: Mapped[int] = mapped_column(Integer, default=0)
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    in_progress_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    finalizing_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    completed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    failed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    expired_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    cancelling_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    cancelled_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class BatchChunk(Base):
+    """A run of a batch's lines, ``first_line`` to before ``end_line`` (1-based), run by one job.
+
+    ``done`` turns true once, when the chunk's job has recorded every line
+    it was going to run; the chunk whose turn makes every chunk done moves
+    the batch to finalizing.
+    """
+
+    __tablename__ = "batch_chunks"
+
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_line: Mapped[int] = mapped_column(Integer)
+    end_line: Mapped[int] = mapped_column(Integer)
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class BatchResult(Base):
+    """The answer to one line of a batch, as the line of the output or error file that carries it.
+
+    The key (batch, line) makes a line's answer recorded once, however many
+    workers raced to run it. ``output`` is emptied once the batch's files are
+    written; the flag and token counts stay for the batch's request counts
+    and usage.
+    """
+
+    __tablename__ = "batch_results"
+
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True)
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    custom_id: Mapped[str] = mapped_column(Text)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    output: Mapped[str | None] = mapped_column(Text, nullable=True)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
