@@ -15,7 +15,7 @@ import mmap
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import BinaryIO, Protocol, Self, cast
 
@@ -48,6 +48,16 @@ class BlobStore(Protocol):
         """Remove the blob and any unfinished write of it; a missing key is no error."""
 
     def exists(self, key: str) -> bool: ...
+
+
+def _private_dirs(path: Path) -> None:
+    """Create ``path`` and any missing parents readable by the owner only (``mkdir``'s
+    ``mode`` applies to the last one alone)."""
+    if path.is_dir():
+        return
+    _private_dirs(path.parent)
+    with suppress(FileExistsError):
+        path.mkdir(mode=0o700)
 
 
 class LocalBlobStore:
@@ -90,7 +100,7 @@ class LocalBlobStore:
 
     def put(self, key: str, chunks: Iterable[bytes]) -> int:
         path = self._path(key)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _private_dirs(path.parent)
         partial = path.with_name(path.name + self.PARTIAL)
         try:
             with _BlobWriter(partial) as writer:
@@ -113,7 +123,7 @@ class LocalBlobStore:
                 inspect(block)
         joined = self._joined(key)
         partial = joined.with_name(joined.name + self.PARTIAL)
-        joined.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _private_dirs(joined.parent)
         try:
             partial.mkdir(mode=0o700)
             for index, piece in enumerate(pieces):
