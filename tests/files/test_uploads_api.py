@@ -11,7 +11,9 @@ from pathlib import Path
 
 import openai
 import pytest
+from sqlalchemy import update
 
+from hearth.store.tables import Upload
 from tests.conftest import LiveServer, stop_server
 from tests.spec import assert_matches_schema
 from tests.storage_backends import (
@@ -185,8 +187,7 @@ def test_request_mistakes_are_400s(files_server: FilesServer) -> None:
 def quick_expiry_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[
         tuple[LiveServer, FilesServer]]:
     backend = make_backend("sqlite-disk", tmp_path, request)
-    live = start_files_server(tmp_path / "data", backend, HEARTH_UPLOAD_EXPIRY_SECONDS="1",
-                              HEARTH_SWEEP_INTERVAL_SECONDS="0.5")
+    live = start_files_server(tmp_path / "data", backend, HEARTH_SWEEP_INTERVAL_SECONDS="0.5")
     yield live, FilesServer(live, backend)
     stop_server(live)
     backend.db.dispose()
@@ -194,6 +195,8 @@ def quick_expiry_server(tmp_path: Path, request: pytest.FixtureRequest) -> Itera
 
 
 def test_uploads_expire_and_lose_their_parts(quick_expiry_server) -> None:
+    """Made overdue in the database rather than by waiting out a short expiry, so a slow
+    machine cannot expire an Upload before its first part arrives."""
     live, server = quick_expiry_server
     client = live.client()
     swept = new_upload(client, 6)
@@ -201,7 +204,12 @@ def test_uploads_expire_and_lose_their_parts(quick_expiry_server) -> None:
     touched = new_upload(client, 6)
     client.uploads.parts.create(upload_id=touched.id, data=b"abc")
     assert part_keys(server, swept.id) and part_keys(server, touched.id)
-    time.sleep(2.5)
+    with server.backend.db.session() as session:
+        session.execute(update(Upload).where(Upload.id.in_([swept.id, touched.id]))
+                        .values(expires_at=int(time.time()) - 1))
+    deadline = time.monotonic() + 120
+    while part_keys(server, swept.id) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert part_keys(server, swept.id) == set()  # the background sweep
     with pytest.raises(openai.BadRequestError, match="expired"):
         client.uploads.parts.create(upload_id=touched.id, data=b"def")
