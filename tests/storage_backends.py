@@ -80,14 +80,20 @@ class Backend:
 
     def new_project_key(self) -> str:
         """A key for a fresh project in the same organization."""
-        with self.db.session() as session:
-            org_id = session.query(Project.organization_id).first()[0]
-            project = Project(id=new_id("proj_"), organization_id=org_id, name="Other project",
-                              status="active", created_at=now())
-            session.add(project)
-            session.flush()
-            return mint_key(session, kind="project", organization_id=org_id,
-                            project_id=project.id, name="other").secret
+        return new_project_key(self.db)[2]
+
+
+def new_project_key(db: Database) -> tuple[str, str, str]:
+    """A fresh project in the server's organization: its id, a key's id and the key's secret."""
+    with db.session() as session:
+        org_id = session.query(Project.organization_id).first()[0]
+        project = Project(id=new_id("proj_"), organization_id=org_id, name="Other project",
+                          status="active", created_at=now())
+        session.add(project)
+        session.flush()
+        key = mint_key(session, kind="project", organization_id=org_id, project_id=project.id,
+                       name="other")
+        return project.id, key.record.id, key.secret
 
 
 @dataclass

@@ -17,22 +17,9 @@ import httpx
 from sqlalchemy import select
 
 from hearth.store.db import Database
-from hearth.store.ids import new_id, now
-from hearth.store.keys import mint_key
-from hearth.store.tables import Project, UsageRecord
+from hearth.store.tables import UsageRecord
 from tests.conftest import LiveServer
-
-
-def _new_project_key(db: Database) -> tuple[str, str, str]:
-    with db.session() as session:
-        org_id = session.scalar(select(Project.organization_id).limit(1))
-        project = Project(id=new_id("proj_"), organization_id=org_id, name="Metered",
-                          status="active", created_at=now())
-        session.add(project)
-        session.flush()
-        key = mint_key(session, kind="project", organization_id=org_id, project_id=project.id,
-                       name="metered")
-        return project.id, key.record.id, key.secret
+from tests.storage_backends import new_project_key
 
 
 def _events(db: Database, project_id: str, expected: int) -> list[UsageRecord]:
@@ -54,7 +41,7 @@ def _sse(response: httpx.Response) -> list[dict]:
 
 def test_every_request_records_what_its_response_reported(server: LiveServer) -> None:
     db = Database(f"sqlite:///{server.data_dir / 'hearth.db'}")
-    project_id, key_id, secret = _new_project_key(db)
+    project_id, key_id, secret = new_project_key(db)
     client = server.client(api_key=secret)
     http = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {secret}"},
                         timeout=120)

@@ -10,12 +10,6 @@ from typing import Any
 
 from openai import OpenAI
 from openai.types import Batch
-from sqlalchemy import select
-
-from hearth.store.db import Database
-from hearth.store.ids import new_id, now
-from hearth.store.keys import mint_key
-from hearth.store.tables import Project
 
 FINAL = ("completed", "failed", "expired", "cancelled")
 DEADLINE = 300.0
@@ -71,16 +65,3 @@ def download(client: OpenAI, file_id: str | None) -> list[dict[str, Any]]:
     if file_id is None:
         return []
     return [json.loads(item) for item in client.files.content(file_id).text.splitlines()]
-
-
-def new_project_key(db: Database) -> tuple[str, str, str]:
-    """A fresh project in the server's organization: its id, a key's id and the key's secret."""
-    with db.session() as session:
-        org_id = session.scalar(select(Project.organization_id).limit(1))
-        project = Project(id=new_id("proj_"), organization_id=org_id, name="Batches",
-                          status="active", created_at=now())
-        session.add(project)
-        session.flush()
-        key = mint_key(session, kind="project", organization_id=org_id, project_id=project.id,
-                       name="batches")
-        return project.id, key.record.id, key.secret

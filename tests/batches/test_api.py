@@ -26,13 +26,13 @@ from tests.batches.flow import (
     download,
     embedding_line,
     line,
-    new_project_key,
     upload,
     wait_for,
     wait_until,
 )
 from tests.conftest import LiveServer
 from tests.spec import assert_matches_schema
+from tests.storage_backends import new_project_key
 
 
 @pytest.fixture(scope="module")
