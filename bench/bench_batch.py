@@ -11,6 +11,8 @@ Measures, on this machine, through the official SDK against one live server:
   requests one after another, with the server idle and while a chat batch
   runs beside them.
 
+`BATCH_PARTS` picks parts (default "chat,embeddings,latency").
+
 Lines per second counts the lines answered over the wall time from the
 batch's creation until a poll (every 0.2 s) sees it completed.
 """
@@ -35,6 +37,7 @@ EMBEDDING_MODEL = "all-minilm-l6-v2"
 CHAT_LINES = int(os.environ.get("BATCH_CHAT_LINES", "200"))
 EMBEDDING_LINES = 1000
 LATENCY_REQUESTS = 20
+PARTS = set(os.environ.get("BATCH_PARTS", "chat,embeddings,latency").split(","))
 
 
 def chat_body(i: int, max_tokens: int = 32) -> dict[str, Any]:
@@ -102,48 +105,55 @@ def latency_under_batch(client: OpenAI) -> list[float]:
 
 
 def main() -> None:
-    with live_server([CHAT_MODEL, EMBEDDING_MODEL]) as server:
-        client = server.client(timeout=600)
-        chat = [chat_body(i) for i in range(CHAT_LINES)]
-        client.chat.completions.create(**chat_body(0))  # warm up
-
-        def send_chat(body: dict[str, Any]) -> object:
-            return client.chat.completions.create(**body)
-
-        chat_batch = run_batch(client, "/v1/chat/completions", chat)
-        chat_one = online_rate(send_chat, chat, 1)
-        chat_four = online_rate(send_chat, chat, 4)
-
-        words = texts(EMBEDDING_LINES)
-        embedding_batch = run_batch(client, "/v1/embeddings", [{"model": EMBEDDING_MODEL, "input": text}
-                                                               for text in words])
-        grouped = [{"model": EMBEDDING_MODEL, "input": words[i:i + 64]} for i in range(0, len(words), 64)]
-        seconds, _ = timed(lambda: [client.embeddings.create(**body) for body in grouped])
-        embedding_grouped = len(words) / seconds
-        embedding_one = online_rate(lambda body: client.embeddings.create(**body),
-                                    [{"model": EMBEDDING_MODEL, "input": text} for text in words], 1)
-
-        idle = percentiles(latencies(client))
-        busy = percentiles(latency_under_batch(client))
-
     print(f"{os.cpu_count()} cores; chat: {CHAT_MODEL}, {CHAT_LINES} requests of 32 max tokens at "
           f"temperature 0; embeddings: {EMBEDDING_LINES} texts\n")
+    with live_server([CHAT_MODEL, EMBEDDING_MODEL]) as server:
+        client = server.client(timeout=600)
+        if "chat" in PARTS:
+            chat_rates(client)
+        if "embeddings" in PARTS:
+            embedding_rates(client)
+        if "latency" in PARTS:
+            idle = percentiles(latencies(client))
+            busy = percentiles(latency_under_batch(client))
+            print(f"| online chat latency, 16 max tokens ({LATENCY_REQUESTS} requests) | p50 ms | p95 ms |")
+            print("|---|---|---|")
+            print(f"| server idle | {idle[0]:.0f} | {idle[1]:.0f} |")
+            print(f"| a chat batch running | {busy[0]:.0f} | {busy[1]:.0f} |")
+
+
+def chat_rates(client: OpenAI) -> None:
+    chat = [chat_body(i) for i in range(CHAT_LINES)]
+    client.chat.completions.create(**chat_body(0))  # warm up
+
+    def send_chat(body: dict[str, Any]) -> object:
+        return client.chat.completions.create(**body)
+
+    chat_batch = run_batch(client, "/v1/chat/completions", chat)
+    chat_one = online_rate(send_chat, chat, 1)
+    chat_four = online_rate(send_chat, chat, 4)
     print(f"| chat, {CHAT_LINES} requests | requests/s | vs batch |")
     print("|---|---|---|")
     print(f"| batch | {chat_batch:.2f} | 1.00 |")
     print(f"| online, one at a time | {chat_one:.2f} | {chat_one / chat_batch:.2f} |")
     print(f"| online, four at a time | {chat_four:.2f} | {chat_four / chat_batch:.2f} |")
     print()
+
+
+def embedding_rates(client: OpenAI) -> None:
+    words = texts(EMBEDDING_LINES)
+    singles = [{"model": EMBEDDING_MODEL, "input": text} for text in words]
+    embedding_batch = run_batch(client, "/v1/embeddings", singles)
+    grouped = [{"model": EMBEDDING_MODEL, "input": words[i:i + 64]} for i in range(0, len(words), 64)]
+    seconds, _ = timed(lambda: [client.embeddings.create(**body) for body in grouped])
+    embedding_grouped = len(words) / seconds
+    embedding_one = online_rate(lambda body: client.embeddings.create(**body), singles, 1)
     print(f"| embeddings, {EMBEDDING_LINES} texts | texts/s |")
     print("|---|---|")
     print(f"| batch, one text a line | {embedding_batch:.0f} |")
     print(f"| online, 64 texts a request | {embedding_grouped:.0f} |")
     print(f"| online, one text a request, one at a time | {embedding_one:.0f} |")
     print()
-    print(f"| online chat latency, 16 max tokens ({LATENCY_REQUESTS} requests) | p50 ms | p95 ms |")
-    print("|---|---|---|")
-    print(f"| server idle | {idle[0]:.0f} | {idle[1]:.0f} |")
-    print(f"| a chat batch running | {busy[0]:.0f} | {busy[1]:.0f} |")
 
 
 if __name__ == "__main__":

@@ -114,3 +114,28 @@ def test_a_model_that_cannot_embed_is_refused(hearth: Hearth, model: str, error:
         embed(hearth, request(model=model))
 
     assert (refused.value.param, refused.value.code) == ("model", code)
+
+
+def test_create_many_answers_each_request_as_create_would_in_one_engine_call(
+        hearth: Hearth, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Joined requests (a batch's lines): one engine call for all their inputs; each request gets
+    the vectors, usage and event it would have had alone, and a refused one only its own error."""
+    bodies = [request(), request(input="red fox", dimensions=3), request(input=" ".join(["word"] * 17)),
+              request(input=[], encoding_format="base64"), request(model="text-embedding-ada-002")]
+    alone = [embed(hearth, bodies[0]), embed(hearth, bodies[1])]
+    hearth.meter.events.clear()
+    engine = hearth.engine(MODEL)
+    calls: list[int] = []
+    real_embed = engine.embed
+    monkeypatch.setattr(engine, "embed", lambda inputs, **kw: calls.append(len(inputs)) or real_embed(inputs, **kw))
+
+    outcomes = asyncio.run(EmbeddingsService(hearth.models, hearth.meter).create_many(CALLER, bodies))
+
+    assert calls == [3]
+    for joined, single in zip(outcomes[:2], alone, strict=True):
+        assert isinstance(joined, CreateEmbeddingResponse)
+        assert joined.model_dump() == single.model_dump()
+    assert [(type(o).__name__, getattr(o, "code", None)) for o in outcomes[2:]] == [
+        ("InvalidRequest", "context_length_exceeded"), ("InvalidRequest", None), ("NotFound", "model_not_found")]
+    assert [event.input_tokens for event in hearth.meter.events] == [6, 2]
+    assert hearth.runner(MODEL).admitted == 0

@@ -4,8 +4,9 @@
   (``lines.py``); then, in one transaction, the batch goes in_progress with
   one ``batch.lines`` job per chunk, or fails with its errors.
 - ``batch.lines`` runs one chunk's lines, a few at a time, each through its
-  endpoint's service as the batch's creator, recording each answer as it
-  comes; a re-run (its worker died) skips the lines already answered. After
+  endpoint's service as the batch's creator (embedding lines sixteen to a
+  call, which the service answers with one engine call), recording the
+  answers as they come; a re-run (its worker died) skips the lines already answered. After
   each answer it looks at the batch: once cancelling or past its window, it
   starts no more. Then it marks its chunk done, and the chunk that leaves
   none undone moves the batch to finalizing and enqueues ``batch.finalize``
@@ -25,7 +26,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import suppress
 from typing import Any
 
@@ -67,6 +68,8 @@ log = logging.getLogger("hearth.batches")
 VALIDATE = "batch.validate"
 LINES = "batch.lines"
 FINALIZE = "batch.finalize"
+# Lines a call for an endpoint whose service answers several requests in one engine call.
+JOINED_LINES = 16
 # A killed worker costs its job an attempt; a batch outlives a few of those.
 ATTEMPTS = 10
 
@@ -99,6 +102,17 @@ def _answered(line: Line, request_id: str, response: BaseModel) -> LineResult:
 def _refused(line: Line, request_id: str, status_code: int, body: dict[str, Any]) -> LineResult:
     output = _output_line(line.custom_id, {"status_code": status_code, "request_id": request_id, "body": body})
     return LineResult(line.number, line.custom_id, False, output)
+
+
+def _result(line: Line, outcome: BaseModel | Exception) -> LineResult:
+    """A line's answer, its refusal (the online route's status and body), or a server error."""
+    request_id = new_id("req_")
+    if isinstance(outcome, APIError):
+        return _refused(line, request_id, outcome.status_code, outcome.body())
+    if isinstance(outcome, Exception):
+        log.error("batch line %d (%s) failed [%s]", line.number, line.custom_id, request_id, exc_info=outcome)
+        return _refused(line, request_id, 500, envelope(_SERVER_ERROR.format(request_id), "server_error"))
+    return _answered(line, request_id, outcome)
 
 
 def _final_status(batch: Batch, tally: Tally) -> BatchStatus:
@@ -195,40 +209,45 @@ class BatchJobs:
             return batch, chunk, repo.recorded_lines(session, batch_id, chunk.first_line, chunk.end_line)
 
     async def _run_lines(self, batch: Batch, lines: list[Line]) -> None:
-        """Answer ``lines``, with the process's other chunks up to ``line_concurrency`` at once,
-        until done or told to stop."""
+        """Answer ``lines``, with the process's other chunks up to ``line_concurrency`` calls at
+        once, until done or told to stop. An endpoint whose service joins requests (embeddings)
+        gets ``JOINED_LINES`` lines a call; the others one."""
         caller = caller_of(batch)
-        pending = iter(lines)
+        size = JOINED_LINES if self.endpoints.joins(batch.endpoint) else 1
+        groups = [lines[start:start + size] for start in range(0, len(lines), size)]
+        pending = iter(groups)
         stop = asyncio.Event()
 
         async def work() -> None:
             while not stop.is_set():
                 async with self._places:
-                    if stop.is_set() or (line := next(pending, None)) is None:
+                    if stop.is_set() or (group := next(pending, None)) is None:
                         return
-                    result = await self._answer(batch.endpoint, caller, line)
-                if not await to_thread.run_sync(self._record, batch.id, result):
+                    results = await self._answer(batch.endpoint, caller, group)
+                if not await to_thread.run_sync(self._record, batch.id, results):
                     stop.set()
 
         async with asyncio.TaskGroup() as group:
-            for _ in range(min(self.line_concurrency, len(lines))):
+            for _ in range(min(self.line_concurrency, len(groups))):
                 group.create_task(work())
 
-    async def _answer(self, endpoint: str, caller: Caller, line: Line) -> LineResult:
-        request_id = new_id("req_")
+    async def _answer(self, endpoint: str, caller: Caller, lines: list[Line]) -> list[LineResult]:
+        outcomes: Sequence[BaseModel | Exception]
         try:
-            response = await self.endpoints.call(endpoint, caller, line.body)
-        except APIError as exc:
-            return _refused(line, request_id, exc.status_code, exc.body())
-        except Exception:
-            log.exception("batch line %d (%s) failed [%s]", line.number, line.custom_id, request_id)
-            return _refused(line, request_id, 500, envelope(_SERVER_ERROR.format(request_id), "server_error"))
-        return _answered(line, request_id, response)
+            if self.endpoints.joins(endpoint):
+                outcomes = await self.endpoints.call_many(endpoint, caller, [line.body for line in lines])
+            else:
+                (line,) = lines
+                outcomes = [await self.endpoints.call(endpoint, caller, line.body)]
+        except Exception as exc:  # noqa: BLE001 (an APIError or a fault: each line records it)
+            outcomes = [exc] * len(lines)
+        return [_result(line, outcome) for line, outcome in zip(lines, outcomes, strict=True)]
 
-    def _record(self, batch_id: str, result: LineResult) -> bool:
-        """Record a line's result; says whether the batch still wants more lines run."""
+    def _record(self, batch_id: str, results: list[LineResult]) -> bool:
+        """Record lines' results in one transaction; says whether the batch still wants more run."""
         with self.db.session() as session:
-            repo.record_result(session, batch_id, result)
+            for result in results:
+                repo.record_result(session, batch_id, result)
             batch = repo.get_batch(session, batch_id)
             return batch is not None and _may_run(batch.status, batch.expires_at)
 

@@ -114,9 +114,7 @@ class EmbeddingEngine:
         for start in range(0, len(order), BATCH_SIZE):
             batch = order[start : start + BATCH_SIZE]
             vectors[batch] = self._embed_batch([token_ids[i] for i in batch])
-        if dimensions is not None and dimensions < self.dimensions:
-            vectors = _normalize(vectors[:, :dimensions])
-        return vectors
+        return reduce_dimensions(vectors, dimensions)
 
     def token_ids(self, inputs: Sequence[str] | Sequence[TokenInput]) -> list[list[int]]:
         """Validated token ids per input (their lengths are the usage counts)."""
@@ -172,6 +170,13 @@ class EmbeddingEngine:
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / weights.sum(axis=1)
         return _normalize(pooled)
+
+
+def reduce_dimensions(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:
+    """The leading ``dimensions`` components of unit vectors, re-normalized (all when None)."""
+    if dimensions is None or dimensions >= vectors.shape[1]:
+        return vectors
+    return _normalize(vectors[:, :dimensions])
 
 
 def _normalize(vectors: np.ndarray) -> np.ndarray:
