@@ -139,11 +139,25 @@ def test_response_matches_the_spec_and_echoes_the_model(client: OpenAI,
         assert all(item["object"] == "embedding" for item in body["data"])
 
 
-def test_input_over_the_model_limit_names_its_index(http: httpx.Client) -> None:
-    response = http.post("/v1/embeddings", json={
-        "model": MODEL, "input": ["short", "word " * 300]})
-    error = assert_envelope(response, 400, param="input", code="context_length_exceeded")
-    assert "Input 1" in error["message"] and "254" in error["message"]
+def test_inputs_up_to_openais_limit_are_embedded_past_the_models_window(client: OpenAI) -> None:
+    """A document far longer than MiniLM's 254 tokens (as LangChain's 8191-token chunks are) gets
+    one unit vector, as text and as cl100k_base token ids alike."""
+    document = " ".join(f"Paragraph {i} of a long report on river ecology and fish." for i in range(500))
+    as_text = client.embeddings.create(model=MODEL, input=document)
+    as_tokens = client.embeddings.create(model=MODEL, input=[[9906, 1917] * 4095])  # "Hello world", 8190 ids
+
+    vector = np.array(as_text.data[0].embedding)
+    assert vector.shape == (384,) and abs(np.linalg.norm(vector) - 1) < 1e-4
+    assert as_text.usage.prompt_tokens > 254 * 10
+    assert len(as_tokens.data[0].embedding) == 384
+
+
+def test_input_over_openais_limit_names_its_index(http: httpx.Client) -> None:
+    for over in (" ".join(["word"] * 8193), [15339] * 8193):
+        response = http.post("/v1/embeddings", json={"model": MODEL, "input": ["short", over]}
+                             if isinstance(over, str) else {"model": MODEL, "input": [[15339], over]})
+        error = assert_envelope(response, 400, param="input", code="context_length_exceeded")
+        assert "Input 1 has 8193 tokens" in error["message"] and "8192" in error["message"]
 
 
 @pytest.mark.parametrize("body, param", [

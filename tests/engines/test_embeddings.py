@@ -16,7 +16,7 @@ def engine() -> EmbeddingEngine:
 
 def test_shape_and_limits(engine: EmbeddingEngine) -> None:
     assert engine.dimensions == 384
-    assert engine.max_tokens == 254
+    assert (engine.window, engine.max_tokens) == (254, 8192)
 
 
 def test_vectors_are_unit_length(engine: EmbeddingEngine) -> None:
@@ -58,18 +58,43 @@ def test_dimensions_truncate_and_renormalize(engine: EmbeddingEngine) -> None:
         engine.embed(["too many"], dimensions=385)
 
 
-def test_too_long_input_is_refused(engine: EmbeddingEngine) -> None:
+def test_a_long_input_is_the_length_weighted_mean_of_its_windows(engine: EmbeddingEngine) -> None:
+    """Past the model's 254 tokens an input is embedded in consecutive windows; its vector is
+    their token-weighted mean, normalized, and it stays close to the text it is about."""
+    topic = "Tea is grown on terraced hillsides, picked by hand and dried in the sun. "
+    text = topic * 40 + "The harvest ends in autumn."
+    ids = engine.tokenize([text])[0]
+    windows = [ids[start:start + 254] for start in range(0, len(ids), 254)]
+    assert len(windows) > 2
+
+    (vector,) = engine.embed([text])
+    parts = engine.embed(windows)
+    expected = (parts * np.array([[len(w)] for w in windows])).sum(axis=0)
+    np.testing.assert_allclose(vector, expected / np.linalg.norm(expected), atol=1e-5)
+    about_tea, about_music = engine.embed(["How is tea harvested?", "A symphony orchestra"])
+    assert vector @ about_tea > vector @ about_music + 0.2
+    # Joined with short inputs it is the same vector.
+    np.testing.assert_allclose(engine.embed(["short", text])[1], vector, atol=1e-5)
+
+
+def test_inputs_over_openais_8192_tokens_are_refused_in_its_own_count(engine: EmbeddingEngine) -> None:
+    """The limit is OpenAI's, counted in cl100k_base tokens: code or German that splits into more
+    WordPiece tokens than that is still taken when OpenAI would take it."""
+    code = "x_value_total=compute_sum(items)\n" * 800  # 9600 WordPiece tokens, 6400 of OpenAI's
+    assert len(engine.tokenize([code])[0]) > 8192
+    assert engine.openai_tokens is not None and engine.openai_tokens.count(code) <= 8192
+    assert engine.embed([code]).shape == (1, 384)
     with pytest.raises(InputTooLong) as caught:
-        engine.embed(["fine", "word " * 300])
-    assert (caught.value.index, caught.value.n_tokens, caught.value.limit) == (1, 300, 254)
-    assert len(engine.embed(["word " * 254])) == 1
+        engine.embed(["fine", " ".join(["word"] * 8200)])
+    assert (caught.value.index, caught.value.n_tokens, caught.value.limit) == (1, 8200, 8192)
+    assert len(engine.embed([" ".join(["word"] * 8192)])) == 1
 
 
 def test_a_huge_input_is_refused_before_it_is_tokenized(engine: EmbeddingEngine) -> None:
     """Megabytes of text are refused from a count of their first words, not tokenized whole."""
     with pytest.raises(InputTooLong) as caught:
         engine.embed(["fine", "word " * 2_000_000])
-    assert caught.value.index == 1 and "more than 1016 tokens" in str(caught.value)
+    assert caught.value.index == 1 and "more than 32768 tokens" in str(caught.value)
 
 
 def test_token_ids_outside_the_vocabulary_are_refused(engine: EmbeddingEngine) -> None:

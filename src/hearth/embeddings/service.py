@@ -61,6 +61,9 @@ def _texts(engine: EmbeddingEngine, inputs: Sequence[str] | Sequence[Sequence[in
     if engine.openai_tokens is None:
         raise InvalidRequest("This model reads text only; send 'input' as strings.",
                              param="input")
+    for index, item in enumerate(inputs):
+        if len(item) > engine.max_tokens:
+            raise InputTooLong(index, len(item), engine.max_tokens)
     return [engine.openai_tokens.decode(index, item)  # type: ignore[arg-type]
             for index, item in enumerate(inputs)]
 

@@ -4,6 +4,13 @@ The graph is the int8 ONNX export of the sentence-transformers model and the
 tokenizer is the model's own WordPiece ``tokenizer.json``; together they give
 vectors within cosine 0.996 of the float32 PyTorch model. The engine is
 synchronous: the model runner calls it from a worker thread.
+
+The model reads 254 tokens at a time; OpenAI takes inputs of up to 8192. A
+longer input is cut into consecutive windows of the model's size, each
+window is embedded, and the input's vector is the mean of its windows'
+vectors weighted by their token counts, normalized again: every part of the
+text counts in proportion to its length, which is how OpenAI's own guide
+embeds texts longer than a model reads.
 """
 
 from __future__ import annotations
@@ -15,16 +22,17 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from hearth.engines.openai_tokens import RANKS_FILE, Cl100kDecoder
+from hearth.engines.openai_tokens import RANKS_FILE, Cl100k
 
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 
 # sentence-transformers runs this model with a 256-token window ([CLS] and [SEP]
-# included) and truncates past it; quality falls off beyond what it was trained
-# on, so longer inputs are refused (as OpenAI refuses them) rather than cut.
+# included); longer inputs are embedded window by window, never cut short.
 WINDOW = 256
 SPECIAL_TOKENS = 2
+# OpenAI's limit on one input, in its cl100k_base tokens.
+MAX_INPUT_TOKENS = 8192
 
 # Inputs are sorted by length before batching so each batch pads to nearly its
 # own length; 64 keeps a batch's activations small while amortizing each run.
@@ -33,7 +41,7 @@ BATCH_SIZE = 64
 TokenInput = Sequence[int]
 
 
-# Inputs with this many times more words than the model reads are refused untokenized.
+# Inputs with this many times more words than the limit are refused untokenized.
 _SURELY_TOO_LONG = 4
 
 
@@ -42,9 +50,7 @@ class InputTooLong(ValueError):
 
     def __init__(self, index: int, n_tokens: int, limit: int, *, at_least: bool = False) -> None:
         counted = f"more than {n_tokens - 1}" if at_least else str(n_tokens)
-        super().__init__(
-            f"Input {index} has {counted} tokens; this model reads at most {limit} tokens per input."
-        )
+        super().__init__(f"Input {index} has {counted} tokens; at most {limit} tokens are allowed per input.")
         self.index = index
         self.n_tokens = n_tokens
         self.limit = limit
@@ -79,10 +85,12 @@ class EmbeddingEngine:
             providers=["CPUExecutionProvider"],
         )
         self.dimensions: int = self._session.get_outputs()[0].shape[-1]
-        self.max_tokens: int = WINDOW - SPECIAL_TOKENS
-        # What the API's token-array inputs mean: OpenAI's ids, read back as text.
+        # Tokens the model reads at once; an input may hold up to ``max_tokens`` of OpenAI's.
+        self.window: int = WINDOW - SPECIAL_TOKENS
+        self.max_tokens: int = MAX_INPUT_TOKENS
+        # What the API's token-array inputs mean, and how OpenAI counts a text: cl100k_base.
         ranks = model_dir / RANKS_FILE
-        self.openai_tokens = Cl100kDecoder(ranks) if ranks.is_file() else None
+        self.openai_tokens = Cl100k(ranks) if ranks.is_file() else None
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Each text's token ids, without the [CLS]/[SEP] the model adds around them."""
@@ -103,35 +111,57 @@ class EmbeddingEngine:
         """Unit vectors, one row per input, in input order.
 
         Inputs are all strings or all token-id arrays (ids in this model's
-        vocabulary). ``dimensions`` keeps the leading components and
-        re-normalizes, as OpenAI's ``dimensions`` parameter does.
+        vocabulary). An input longer than the model's window is embedded
+        window by window (see the module's docstring). ``dimensions`` keeps
+        the leading components and re-normalizes, as OpenAI's ``dimensions``
+        parameter does.
         """
         if dimensions is not None and not 0 < dimensions <= self.dimensions:
             raise ValueError(f"dimensions must be between 1 and {self.dimensions}")
-        token_ids = self.token_ids(inputs)
-        vectors = np.empty((len(token_ids), self.dimensions), dtype=np.float32)
-        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+        windows: list[list[int]] = []
+        owners: list[int] = []
+        for index, ids in enumerate(self.token_ids(inputs)):
+            for start in range(0, max(len(ids), 1), self.window):
+                windows.append(ids[start:start + self.window])
+                owners.append(index)
+        embedded = np.empty((len(windows), self.dimensions), dtype=np.float32)
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
         for start in range(0, len(order), BATCH_SIZE):
             batch = order[start : start + BATCH_SIZE]
-            vectors[batch] = self._embed_batch([token_ids[i] for i in batch])
+            embedded[batch] = self._embed_batch([windows[i] for i in batch])
+        if len(windows) == len(inputs):
+            vectors = embedded
+        else:
+            # Each input's windows, weighted by their token counts (at least one each).
+            weights = np.array([max(len(window), 1) for window in windows], dtype=np.float32)
+            vectors = np.zeros((len(inputs), self.dimensions), dtype=np.float32)
+            np.add.at(vectors, np.array(owners), embedded * weights[:, None])
+            vectors = _normalize(vectors)
         return reduce_dimensions(vectors, dimensions)
 
     def token_ids(self, inputs: Sequence[str] | Sequence[TokenInput]) -> list[list[int]]:
-        """Validated token ids per input (their lengths are the usage counts)."""
+        """Validated token ids per input (their lengths are the usage counts).
+
+        A text is refused when OpenAI would refuse it: over ``max_tokens`` of
+        its cl100k_base tokens. Those are counted only for a text whose own
+        tokens already pass that number, which few texts do.
+        """
         if all(isinstance(item, str) for item in inputs):
-            self._refuse_surely_too_long(inputs)  # type: ignore[arg-type]
-            token_ids = self.tokenize(inputs)  # type: ignore[arg-type]
-        else:
-            token_ids = [self._checked_tokens(i, item) for i, item in enumerate(inputs)]
-        for index, ids in enumerate(token_ids):
-            if len(ids) > self.max_tokens:
-                raise InputTooLong(index, len(ids), self.max_tokens)
-        return token_ids
+            texts: Sequence[str] = inputs  # type: ignore[assignment]
+            self._refuse_surely_too_long(texts)
+            token_ids = self.tokenize(texts)
+            for index, ids in enumerate(token_ids):
+                if len(ids) > self.max_tokens:
+                    n_tokens = self.openai_tokens.count(texts[index]) if self.openai_tokens else len(ids)
+                    if n_tokens > self.max_tokens:
+                        raise InputTooLong(index, n_tokens, self.max_tokens)
+            return token_ids
+        return [self._checked_tokens(i, item) for i, item in enumerate(inputs)]
 
     def _refuse_surely_too_long(self, texts: Sequence[str]) -> None:
-        """Refuse, without tokenizing it, a text with far more words than the model reads tokens.
+        """Refuse, without tokenizing it, a text with far more words than the limit's tokens.
 
-        The tokenizer splits at every space, so each word is at least one token;
+        Both tokenizers split at every space, so each word is at least one token;
         ``split`` with ``maxsplit`` stops after the first words, so megabytes of
         text cost microseconds here instead of seconds (and their memory) there.
         A text only somewhat too long is still tokenized, for an exact count.
