@@ -22,13 +22,16 @@ from hearth.files.router import router as files
 from hearth.http.errors import install_error_handlers
 from hearth.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, body_limit_by_path
 from hearth.http.openapi import install_openapi
+from hearth.http.ratelimits import RateLimitHeadersMiddleware
 from hearth.models.router import router as models
 from hearth.moderations.router import router as moderations
+from hearth.organization.router import router as organization
 from hearth.settings import MiB, Settings
 from hearth.speech.router import router as speech
 from hearth.transcriptions.router import router as transcriptions
 
-ROUTERS = (models, speech, transcriptions, files, embeddings, moderations, chat, completions, batches)
+ROUTERS = (models, speech, transcriptions, files, embeddings, moderations, chat, completions, batches,
+           organization)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -70,11 +73,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
     )
     # The last middleware added runs first: the request id wraps everything.
+    app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, limit_for=limits)
     if settings.cors_origins:
         # Browsers ask first (an OPTIONS preflight), then read only what is exposed.
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["*"], allow_headers=["*"], max_age=600,
-                           expose_headers=["x-request-id", "openai-processing-ms", "retry-after"])
+                           expose_headers=["x-request-id", "openai-processing-ms", "retry-after",
+                                           *(f"x-ratelimit-{what}-{unit}" for what in ("limit", "remaining", "reset")
+                                             for unit in ("requests", "tokens"))])
     app.add_middleware(RequestContextMiddleware)
     return app

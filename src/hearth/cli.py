@@ -15,8 +15,10 @@ from hearth.settings import Settings
 app = typer.Typer(help="Hearth: the OpenAI API, self-hosted.", no_args_is_help=True)
 models_app = typer.Typer(help="List and pull local models.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+invites_app = typer.Typer(help="Accept an invitation to the organization.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
+app.add_typer(invites_app, name="invites")
 console = Console(stderr=True)
 
 
@@ -107,24 +109,33 @@ def _database(*, bootstrap: bool = True):
     return database
 
 
+def _organization(database):
+    """The Administration API's service over ``database``: the CLI changes keys through it, audited."""
+    from hearth.accounting.ratelimits import ModelLimits, ProjectLimits
+    from hearth.catalog.catalog import Catalog
+    from hearth.organization.service import OrganizationService
+
+    settings = Settings()
+    return OrganizationService(database, settings, ProjectLimits(database, ModelLimits()),
+                               lambda: [spec.id for spec in Catalog.load().models])
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key.")] = "cli key",
-    project: Annotated[str | None, typer.Option(help="Project id (default: the first).")] = None,
+    project: Annotated[str | None, typer.Option(help="Project id (default: the first active one).")] = None,
     admin: Annotated[bool, typer.Option("--admin", help="An organization admin key.")] = False,
+    user: Annotated[str | None, typer.Option(help="The user who owns the key (default: the first owner); "
+                                                   "an admin key of a reader can only read.")] = None,
 ) -> None:
     """Mint a key and print its secret once."""
-    from hearth.store.keys import default_project, mint_key
-    from hearth.store.tables import Project
+    from hearth.errors import APIError
 
-    with _database().session() as session:
-        target = session.get(Project, project) if project else default_project(session)
-        if target is None:
-            console.print(f"[red]no project {project!r}[/red]")
-            raise typer.Exit(2)
-        minted = mint_key(session, kind="admin" if admin else "project",
-                          organization_id=target.organization_id,
-                          project_id=None if admin else target.id, name=name)
+    try:
+        minted = _organization(_database()).create_key(name=name, project_id=project, admin=admin, user_id=user)
+    except APIError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2) from None
     console.print(f"created {minted.record.id} ({minted.record.kind})")
     print(minted.secret)
 
@@ -132,30 +143,47 @@ def keys_create(
 @keys_app.command("list")
 def keys_list() -> None:
     """Keys by id, kind, project and redacted value."""
-    from hearth.store.keys import list_keys
-
     settings = Settings()
     if not settings.database_url and not settings.embedded_database.exists():
         console.print(f"no keys: {settings.data_dir} holds no database yet (`hearth serve` makes one)")
         return
-    table = Table("id", "kind", "project", "name", "key", "revoked")
-    with _database(bootstrap=False).session() as session:
-        for key in list_keys(session):
-            table.add_row(key.id, key.kind, key.project_id or "-", key.name, key.redacted_value,
-                          "yes" if key.revoked_at else "")
+    table = Table("id", "kind", "project", "owner", "name", "key", "revoked")
+    for key in _organization(_database(bootstrap=False)).list_keys():
+        table.add_row(key.id, key.kind, key.project_id or "-", key.service_account_id or key.user_id or "-",
+                      key.name, key.redacted_value, "yes" if key.revoked_at else "")
     Console().print(table)
 
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (key_...).")]) -> None:
     """Revoke a key: requests with it get 401 from then on."""
-    from hearth.store.keys import revoke_key
+    from hearth.errors import APIError
 
-    with _database(bootstrap=False).session() as session:
-        if not revoke_key(session, key_id):
-            console.print(f"[red]no active key {key_id!r}[/red]")
-            raise typer.Exit(2)
+    try:
+        _organization(_database(bootstrap=False)).revoke_key(key_id)
+    except APIError:
+        console.print(f"[red]no active key {key_id!r}[/red]")
+        raise typer.Exit(2) from None
     console.print(f"revoked {key_id}")
+
+
+@invites_app.command("accept")
+def invites_accept(
+    token: Annotated[str, typer.Argument(help="The invite's token (hearth-invite-...), from its creation.")],
+    name: Annotated[str | None, typer.Option(help="Your name as the organization shows it.")] = None,
+) -> None:
+    """Accept an invitation: you become a user of the organization with the invite's role and projects.
+
+    The same is open over HTTP, without a key: POST /v1/organization/invites/accept {"token", "name"}.
+    """
+    from hearth.errors import APIError
+
+    try:
+        user = _organization(_database(bootstrap=False)).accept_invite(token, name)
+    except APIError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"welcome, {user.name}: you are {user.id} ({user.role})")
 
 
 def main() -> None:

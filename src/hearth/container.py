@@ -21,10 +21,11 @@ from typing import TypeVar
 import anyio.to_thread
 
 from hearth.accounting.meter import DatabaseMeter
+from hearth.accounting.ratelimits import LimitedMeter, ModelLimits, ProjectLimits, RateLimiter
 from hearth.batches.endpoints import Endpoints
 from hearth.batches.execution import BatchJobs
 from hearth.batches.service import BatchService
-from hearth.catalog.catalog import Catalog
+from hearth.catalog.catalog import Catalog, UnknownModel
 from hearth.catalog.provision import ModelStore
 from hearth.chat.service import ChatService
 from hearth.completions.service import CompletionService
@@ -36,6 +37,8 @@ from hearth.firstrun import initialize
 from hearth.jobs import Handler, JobContext, JobQueue, Worker
 from hearth.models.service import ModelService
 from hearth.moderations.service import ModerationService
+from hearth.organization.service import OrganizationService
+from hearth.organization.usage import UsageService
 from hearth.settings import Settings
 from hearth.speech.service import SpeechService
 from hearth.store.db import Database, prepare_data_dir
@@ -64,6 +67,9 @@ class Container:
     moderations: ModerationService
     batches: BatchService
     batch_jobs: BatchJobs
+    limiter: RateLimiter
+    organization: OrganizationService
+    usage: UsageService
 
     def get(self, kind: type[T]) -> T:
         """The part of type ``kind`` (a service, the settings, the database)."""
@@ -99,22 +105,29 @@ async def open_container(settings: Settings, *, load_models: bool = True) -> Asy
     jobs = JobQueue(db)
     await anyio.to_thread.run_sync(jobs.ensure_schedule, FILES_SWEEP, FILES_SWEEP,
                                    settings.sweep_interval_seconds)
-    models = ModelService(registry)
+    limiter = rate_limiter(db, settings, registry.catalog)
+    models = ModelService(registry, limiter)
+    # What services record is also counted against the rate limits (tokens, images).
+    metered = LimitedMeter(meter, limiter)
     try:
         storage = await files.open_file_storage(db, settings, meter)
-        chat = ChatService(models, meter)
-        completions = CompletionService(models, meter)
-        embeddings = EmbeddingsService(models, meter)
-        moderations = ModerationService(models, meter)
+        chat = ChatService(models, metered)
+        completions = CompletionService(models, metered)
+        embeddings = EmbeddingsService(models, metered)
+        moderations = ModerationService(models, metered)
         container = Container(
             settings=settings, db=db, registry=registry, meter=meter, jobs=jobs, models=models,
             files=storage,
-            speech=SpeechService(models, meter),
-            transcriptions=TranscriptionService(models, meter, settings.max_audio_upload_bytes),
+            speech=SpeechService(models, metered),
+            transcriptions=TranscriptionService(models, metered, settings.max_audio_upload_bytes),
             chat=chat, completions=completions, embeddings=embeddings, moderations=moderations,
             batches=BatchService(db, jobs, settings),
             batch_jobs=BatchJobs(db, jobs, storage, Endpoints(chat, completions, embeddings, moderations),
                                  line_concurrency=settings.batch_line_concurrency),
+            limiter=limiter,
+            organization=OrganizationService(db, settings, limiter.limits,
+                                             lambda: [spec.id for spec in registry.catalog.models]),
+            usage=UsageService(db, settings),
         )
         if load_models:
             await _warm(container)
@@ -123,6 +136,23 @@ async def open_container(settings: Settings, *, load_models: bool = True) -> Asy
         registry.shutdown()
         await anyio.to_thread.run_sync(meter.close)
         db.dispose()
+
+
+def rate_limiter(db: Database, settings: Settings, catalog: Catalog) -> RateLimiter:
+    """Counters in this process, or in Redis when ``HEARTH_REDIS_URL`` names one (shared by every process)."""
+    defaults = ModelLimits(max_requests_per_1_minute=settings.default_requests_per_minute,
+                           max_tokens_per_1_minute=settings.default_tokens_per_minute,
+                           max_requests_per_1_day=settings.default_requests_per_day,
+                           max_images_per_1_minute=settings.default_images_per_minute)
+
+    def canonical(name: str) -> str | None:
+        try:
+            return catalog.resolve(name).id
+        except UnknownModel:
+            return None
+
+    return RateLimiter(ProjectLimits(db, defaults, settings.rate_limit_cache_seconds),
+                       settings.redis_url or "memory://", canonical)
 
 
 async def _warm(container: Container) -> None:

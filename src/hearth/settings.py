@@ -97,6 +97,24 @@ class Settings(BaseSettings):
     batch_line_concurrency: int = 4
     batch_completion_window_seconds: int = 24 * 3600
 
+    # Rate limits: counters live in this process unless a Redis URL is given (redis://host:6379/0),
+    # which every server process then shares. The defaults apply to every project and model an
+    # administrator has not set limits for; null is no limit. A process re-reads a project's
+    # limits at most this often.
+    redis_url: str | None = None
+    default_requests_per_minute: int = 10_000
+    default_tokens_per_minute: int = 10_000_000
+    default_requests_per_day: int | None = None
+    default_images_per_minute: int | None = None
+    rate_limit_cache_seconds: float = 5.0
+    # The Costs API's price table: model (as the Usage API names it) -> unit -> US dollars.
+    # Token and character units are priced per million, `seconds` per minute of audio, `images`
+    # per image, `sessions` per session, `bytes` per GiB. Local models cost nothing by default.
+    # Example: HEARTH_PRICES='{"gpt-4o-mini": {"input_tokens": 0.15, "output_tokens": 0.6}}'
+    prices: dict[str, dict[str, float]] = {}
+    # How long an invitation to the organization can be accepted.
+    invite_expiry_seconds: int = 7 * 24 * 3600
+
     @cached_property
     def resolved_models_dir(self) -> Path:
         return self.models_dir or _default_data_dir() / "models"

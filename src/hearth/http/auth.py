@@ -10,7 +10,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from hearth.caller import Caller
+from hearth.accounting.ratelimits import current_scope
+from hearth.caller import Caller, OrganizationCaller
 from hearth.errors import AuthenticationError, PermissionDenied
 from hearth.http.deps import provide
 from hearth.settings import AuthMode, Settings
@@ -77,7 +78,27 @@ def project_caller(principal: Annotated[Principal, Depends(authenticate)]) -> Ca
             "use a project key for this endpoint.",
             code="insufficient_permissions",
         )
-    return Caller(principal.organization_id, principal.project_id, api_key_id=principal.key_id)
+    caller = Caller(principal.organization_id, principal.project_id, api_key_id=principal.key_id,
+                    user_id=principal.user_id, service_account_id=principal.service_account_id)
+    scope = current_scope.get()
+    if scope is not None:
+        # Rate limits count per project: the model service reads the caller from here.
+        scope.caller = caller
+    return caller
 
 
 ProjectCaller = Annotated[Caller, Depends(project_caller)]
+
+
+def admin_caller(principal: Annotated[Principal, Depends(authenticate)]) -> OrganizationCaller:
+    """Organization admin keys, not project keys (the /organization endpoints)."""
+    if principal.kind != "admin":
+        raise PermissionDenied(
+            "You have insufficient permissions for this operation: the /organization endpoints take an "
+            "admin key (sk-admin-...), not a project key.",
+            code="insufficient_permissions",
+        )
+    return OrganizationCaller(principal.organization_id, api_key_id=principal.key_id, user_id=principal.user_id)
+
+
+AdminCaller = Annotated[OrganizationCaller, Depends(admin_caller)]

@@ -8,6 +8,9 @@ errors, including the runner's ``ModelBusy`` (a 429 for online requests).
 
 from __future__ import annotations
 
+import anyio.to_thread
+
+from hearth.accounting.ratelimits import RateLimiter
 from hearth.caller import Caller
 from hearth.catalog.catalog import ModelSpec, UnknownModel
 from hearth.engines.registry import LoadedModel, ModelNotPulled, ModelRegistry
@@ -17,8 +20,10 @@ from hearth.models.protocol import Model, ModelList
 
 
 class ModelService:
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, limiter: RateLimiter | None = None) -> None:
         self.registry = registry
+        # The project's rate limits, checked as online work is admitted (background work is not limited).
+        self.limiter = limiter
 
     def resolve(self, name: str, kind: str) -> ModelSpec:
         """The catalog model ``name`` refers to, if it does ``kind`` work and is pulled."""
@@ -43,6 +48,12 @@ class ModelService:
         """A place at the model: online work is refused when it is full, background work waits."""
         if background:
             return await model.runner.admit_background()
+        if self.limiter is not None:
+            if self.limiter.remote:
+                # The thread runs in a copy of this context, so it sees (and fills) the request's scope.
+                await anyio.to_thread.run_sync(self.limiter.admit, model.spec.id)
+            else:
+                self.limiter.admit(model.spec.id)
         try:
             return model.runner.admit()
         except ModelBusy as exc:

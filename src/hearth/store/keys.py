@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hearth.store.ids import new_id, now
-from hearth.store.tables import ApiKey, Organization, Project
+from hearth.store.tables import ApiKey, Organization, Project, ProjectMember, User
 
 KEY_PREFIXES = {"project": "sk-proj-", "admin": "sk-admin-"}
 
@@ -35,6 +35,9 @@ class Principal:
     kind: str
     organization_id: str
     project_id: str | None
+    # The key's owner: a user, or (project keys only) a service account.
+    user_id: str | None = None
+    service_account_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,9 @@ class MintedKey:
     secret: str
 
 
-def mint_key(session: Session, *, kind: str, organization_id: str,
-             project_id: str | None, name: str) -> MintedKey:
+def mint_key(session: Session, *, kind: str, organization_id: str, project_id: str | None, name: str,
+             user_id: str | None = None, service_account_id: str | None = None,
+             expires_at: int | None = None) -> MintedKey:
     secret = KEY_PREFIXES[kind] + secrets.token_urlsafe(36)
     record = ApiKey(
         id=new_id("key_"),
@@ -55,6 +59,9 @@ def mint_key(session: Session, *, kind: str, organization_id: str,
         secret_hash=hash_secret(secret),
         redacted_value=redact(secret),
         created_at=now(),
+        user_id=user_id,
+        service_account_id=service_account_id,
+        expires_at=expires_at,
     )
     session.add(record)
     session.flush()
@@ -62,16 +69,28 @@ def mint_key(session: Session, *, kind: str, organization_id: str,
 
 
 def principal_for_secret(session: Session, secret: str) -> Principal | None:
-    record = session.scalar(
-        select(ApiKey).where(ApiKey.secret_hash == hash_secret(secret), ApiKey.revoked_at.is_(None))
-    )
-    if record is None:
+    """The active key's principal; None for an unknown, revoked or expired key, or one of an archived project.
+
+    The project's status is read in the same query, so archiving a project
+    stops its keys on the very next request.
+    """
+    record = session.execute(
+        select(ApiKey.id, ApiKey.kind, ApiKey.organization_id, ApiKey.project_id, ApiKey.user_id,
+               ApiKey.service_account_id, ApiKey.expires_at, Project.status)
+        .outerjoin(Project, Project.id == ApiKey.project_id)
+        .where(ApiKey.secret_hash == hash_secret(secret), ApiKey.revoked_at.is_(None))
+    ).first()
+    if record is None or record.status == "archived" or (record.expires_at is not None
+                                                          and record.expires_at <= now()):
         return None
-    return Principal(record.id, record.kind, record.organization_id, record.project_id)
+    return Principal(record.id, record.kind, record.organization_id, record.project_id,
+                     record.user_id, record.service_account_id)
 
 
 def default_project(session: Session) -> Project | None:
-    return session.scalar(select(Project).order_by(Project.created_at, Project.id).limit(1))
+    """The first project still active."""
+    return session.scalar(select(Project).where(Project.status == "active")
+                          .order_by(Project.created_at, Project.id).limit(1))
 
 
 def default_principal(session: Session) -> Principal | None:
@@ -114,10 +133,16 @@ def bootstrap(session: Session) -> BootstrapResult | None:
     org = Organization(id=new_id("org-"), name="Hearth", created_at=created)
     project = Project(id=new_id("proj_"), organization_id=org.id, name="Default project",
                       status="active", created_at=created)
+    # The organization's first owner: the person who started Hearth, owner of the first keys.
+    owner = User(id=new_id("user-"), organization_id=org.id, email="owner@localhost", name="Owner",
+                 role="owner", created_at=created)
     session.add_all([org, project])
     session.flush()
+    session.add(owner)
+    session.flush()
+    session.add(ProjectMember(project_id=project.id, user_id=owner.id, role="owner", created_at=created))
     admin = mint_key(session, kind="admin", organization_id=org.id, project_id=None,
-                     name="Initial admin key")
+                     name="Initial admin key", user_id=owner.id)
     project_key = mint_key(session, kind="project", organization_id=org.id,
-                           project_id=project.id, name="Default project key")
+                           project_id=project.id, name="Default project key", user_id=owner.id)
     return BootstrapResult(org, project, admin, project_key)

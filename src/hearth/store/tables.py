@@ -60,6 +60,11 @@ class ApiKey(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     last_used_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Who the key belongs to (the Administration API's owner): a user, or a project's service account.
+    user_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    service_account_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # Past this time the key is refused; None never expires.
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class File(Base):
@@ -305,3 +310,103 @@ class BatchResult(Base):
     output: Mapped[str | None] = mapped_column(Text, nullable=True)
     input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class User(Base):
+    """A member of the organization; ``role`` is ``owner`` (may administer) or ``reader``."""
+
+    __tablename__ = "users"
+    __table_args__ = (Index("ix_users_org_email", "organization_id", "email", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ProjectMember(Base):
+    """A user's membership of a project; ``role`` is ``owner`` or ``member``."""
+
+    __tablename__ = "project_members"
+
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ServiceAccount(Base):
+    """A project's non-human identity; its API keys act within that project only."""
+
+    __tablename__ = "service_accounts"
+    __table_args__ = (Index("ix_service_accounts_project_created", "project_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Invite(Base):
+    """An invitation to join the organization; accepting its token (only the hash is kept) adds the user.
+
+    ``projects`` lists the memberships the new user gets: ``[{"id", "role"}]``.
+    """
+
+    __tablename__ = "invites"
+    __table_args__ = (Index("ix_invites_token_hash", "token_hash", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(16))
+    projects: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    accepted_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class ProjectRateLimitRow(Base):
+    """A project's limits for one model, where an administrator set them; None fields are unlimited.
+
+    A model without a row has the defaults of the settings.
+    """
+
+    __tablename__ = "project_rate_limits"
+
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    max_requests_per_1_minute: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_tokens_per_1_minute: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_images_per_1_minute: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_audio_megabytes_per_1_minute: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_requests_per_1_day: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    batch_1_day_max_input_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class AuditLogRow(Base):
+    """One administrative change, written in the transaction that makes it.
+
+    ``created_at`` is the API's ``effective_at``; ``payload`` is the event's
+    body under its type's key; ``actor`` the API's actor object. The actor's
+    id and email and the changed resource's id are columns so that the
+    listing filters on them.
+    """
+
+    __tablename__ = "audit_logs"
+    __table_args__ = (Index("ix_audit_logs_org_created", "organization_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    type: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[dict[str, Any]] = mapped_column(JSON)
+    actor_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    actor_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    resource_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
