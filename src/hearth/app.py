@@ -26,12 +26,13 @@ from hearth.http.ratelimits import RateLimitHeadersMiddleware
 from hearth.models.router import router as models
 from hearth.moderations.router import router as moderations
 from hearth.organization.router import router as organization
+from hearth.responses.router import router as responses
 from hearth.settings import MiB, Settings
 from hearth.speech.router import router as speech
 from hearth.transcriptions.router import router as transcriptions
 
 ROUTERS = (models, speech, transcriptions, files, embeddings, moderations, chat, completions, batches,
-           organization)
+           responses, organization)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

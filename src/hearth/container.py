@@ -39,6 +39,8 @@ from hearth.models.service import ModelService
 from hearth.moderations.service import ModerationService
 from hearth.organization.service import OrganizationService
 from hearth.organization.usage import UsageService
+from hearth.responses.conversations import ConversationService
+from hearth.responses.service import ResponseService
 from hearth.settings import Settings
 from hearth.speech.service import SpeechService
 from hearth.store.db import Database, prepare_data_dir
@@ -70,6 +72,8 @@ class Container:
     limiter: RateLimiter
     organization: OrganizationService
     usage: UsageService
+    responses: ResponseService
+    conversations: ConversationService
 
     def get(self, kind: type[T]) -> T:
         """The part of type ``kind`` (a service, the settings, the database)."""
@@ -85,7 +89,7 @@ class Container:
         async def sweep_files(_: JobContext) -> None:
             await anyio.to_thread.run_sync(files.sweep, self.files)
 
-        return {FILES_SWEEP: sweep_files, **self.batch_jobs.handlers()}
+        return {FILES_SWEEP: sweep_files, **self.batch_jobs.handlers(), **self.responses.handlers()}
 
     def worker(self) -> Worker:
         return Worker(self.jobs, self.job_handlers(), concurrency=self.settings.job_concurrency,
@@ -128,6 +132,8 @@ async def open_container(settings: Settings, *, load_models: bool = True) -> Asy
             organization=OrganizationService(db, settings, limiter.limits,
                                              lambda: [spec.id for spec in registry.catalog.models]),
             usage=UsageService(db, settings),
+            responses=ResponseService(db, jobs, chat, storage),
+            conversations=ConversationService(db),
         )
         if load_models:
             await _warm(container)

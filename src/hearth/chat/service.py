@@ -302,14 +302,18 @@ class ChatService:
         self.meter = meter
 
     async def create(self, caller: Caller, body: CreateChatCompletionRequest, *,
-                     background: bool = False) -> ChatCompletion:
+                     background: bool = False, endpoint: str = ENDPOINT,
+                     batch: bool | None = None) -> ChatCompletion:
+        """``endpoint`` and ``batch`` say how usage is metered (other APIs built on chat name
+        their own); ``batch`` defaults to ``background``."""
         model = await self.models.load(body.model, "chat")
         request = engine_request(body, model)
         with await self.models.admit(model, background=background) as admission, \
                 engine_errors(model.engine, "messages"):
             raw = await model.runner.run(_chat, model.engine, request, admission=admission)
         usage = Usage.of(raw["usage"]["prompt_tokens"], raw["usage"]["completion_tokens"])
-        self.meter.record(usage_event(caller, ENDPOINT, body.model, usage, batch=background))
+        self.meter.record(usage_event(caller, endpoint, body.model, usage,
+                                      batch=background if batch is None else batch))
         return ChatCompletion(
             id=raw["id"], created=raw["created"], model=body.model,
             system_fingerprint=fingerprint(model.spec),
@@ -317,8 +321,8 @@ class ChatService:
             usage=usage, service_tier="default" if body.service_tier else None,
         )
 
-    async def stream(self, caller: Caller, body: CreateChatCompletionRequest
-                     ) -> AsyncIterator[ChatCompletionChunk]:
+    async def stream(self, caller: Caller, body: CreateChatCompletionRequest, *,
+                     endpoint: str = ENDPOINT) -> AsyncIterator[ChatCompletionChunk]:
         """Start generating and return the chunks; refusals raise before the first one."""
         model = await self.models.load(body.model, "chat")
         request = engine_request(body, model)
@@ -329,7 +333,7 @@ class ChatService:
         # Primed again, so that closing what is returned meters the stream even unread.
         return await prime(metered(
             _chunks(raw_chunks, shaper, body), shaper.usage,
-            lambda usage: self.meter.record(usage_event(caller, ENDPOINT, body.model, usage))))
+            lambda usage: self.meter.record(usage_event(caller, endpoint, body.model, usage))))
 
 
 async def _chunks(raw_chunks: AsyncIterator[dict[str, Any]], shaper: _ChunkShaper,

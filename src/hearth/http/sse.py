@@ -57,3 +57,32 @@ async def _errors_as_events(events: AsyncIterator[Event], done: bool) -> AsyncIt
         log.exception("a stream failed after it began")
         yield sse_event(envelope("The server had an error while streaming the response. "
                                  "You can retry your request.", "server_error"))
+
+
+def sse_typed_response(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+    """Frame events that carry their own ``type`` (the Responses API's) as ``event: <type>`` then the data.
+
+    No ``[DONE]`` follows: such a stream ends with its own final event. An
+    error after the start is an ``error`` event carrying the envelope.
+    """
+    return StreamingResponse(
+        _typed_events(events),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _typed_events(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    failure: dict[str, Any] | None = None
+    try:
+        async with aclosing(events):  # type: ignore[type-var]
+            async for event in events:
+                yield f"event: {event['type']}\n".encode() + sse_event(event)
+    except APIError as exc:
+        failure = envelope(exc.message, exc.type, exc.param, exc.code)
+    except Exception:
+        log.exception("a stream failed after it began")
+        failure = envelope("The server had an error while streaming the response. You can retry your request.",
+                           "server_error")
+    if failure is not None:
+        yield b"event: error\n" + sse_event(failure)

@@ -312,6 +312,73 @@ class BatchResult(Base):
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class StoredResponse(Base):
+    """A Responses API response kept for retrieval and chaining (``store`` true, the default).
+
+    ``body`` is the Response object as last written; ``request`` holds what a
+    background job needs to generate it. ``status`` moves queued ->
+    in_progress -> completed / incomplete / failed, or to cancelled, each move
+    a compare-and-set. ``previous_response_id`` names the turn before, whose
+    context this one continues; no foreign key, so deleting a turn leaves the
+    later ones readable.
+    """
+
+    __tablename__ = "responses"
+    __table_args__ = (Index("ix_responses_conversation", "conversation_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    api_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    background: Mapped[bool] = mapped_column(Boolean, default=False)
+    model: Mapped[str] = mapped_column(String(128))
+    previous_response_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    conversation_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class StoredResponseItem(Base):
+    """One input item of a stored response, in the order it was given (``position``)."""
+
+    __tablename__ = "response_items"
+    __table_args__ = (Index("ix_response_items_item", "response_id", "item_id"),)
+
+    response_id: Mapped[str] = mapped_column(ForeignKey("responses.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(64))
+    item: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Conversation(Base):
+    """A Conversations API conversation: a project's running list of items that responses extend."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON, nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ConversationItem(Base):
+    """One item of a conversation, in conversation order (``position``)."""
+
+    __tablename__ = "conversation_items"
+    __table_args__ = (Index("ix_conversation_items_item", "conversation_id", "item_id"),)
+
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"),
+                                                 primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(64))
+    item: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
 class User(Base):
     """A member of the organization; ``role`` is ``owner`` (may administer) or ``reader``."""
 

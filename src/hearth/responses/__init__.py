@@ -1,0 +1,1 @@
+"""The Responses API and Conversations, built on the chat service."""
