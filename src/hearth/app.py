@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from hearth.assistants.router import router as assistants
 from hearth.batches.router import router as batches
 from hearth.chat.router import router as chat
 from hearth.completions.router import router as completions
@@ -31,8 +32,8 @@ from hearth.settings import MiB, Settings
 from hearth.speech.router import router as speech
 from hearth.transcriptions.router import router as transcriptions
 
-ROUTERS = (models, speech, transcriptions, files, embeddings, moderations, chat, completions, batches,
-           responses, organization)
+ROUTERS = (models, speech, transcriptions, files, embeddings, moderations, chat, completions, batches, responses,
+           organization, assistants)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

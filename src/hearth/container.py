@@ -22,6 +22,9 @@ import anyio.to_thread
 
 from hearth.accounting.meter import DatabaseMeter
 from hearth.accounting.ratelimits import LimitedMeter, ModelLimits, ProjectLimits, RateLimiter
+from hearth.assistants.execution import RunExecutor
+from hearth.assistants.runs import RunService
+from hearth.assistants.service import AssistantsService
 from hearth.batches.endpoints import Endpoints
 from hearth.batches.execution import BatchJobs
 from hearth.batches.service import BatchService
@@ -74,6 +77,9 @@ class Container:
     usage: UsageService
     responses: ResponseService
     conversations: ConversationService
+    assistants: AssistantsService
+    assistant_runs: RunService
+    run_executor: RunExecutor
 
     def get(self, kind: type[T]) -> T:
         """The part of type ``kind`` (a service, the settings, the database)."""
@@ -89,7 +95,8 @@ class Container:
         async def sweep_files(_: JobContext) -> None:
             await anyio.to_thread.run_sync(files.sweep, self.files)
 
-        return {FILES_SWEEP: sweep_files, **self.batch_jobs.handlers(), **self.responses.handlers()}
+        return {FILES_SWEEP: sweep_files, **self.batch_jobs.handlers(), **self.responses.handlers(),
+                **self.run_executor.handlers()}
 
     def worker(self) -> Worker:
         return Worker(self.jobs, self.job_handlers(), concurrency=self.settings.job_concurrency,
@@ -119,6 +126,7 @@ async def open_container(settings: Settings, *, load_models: bool = True) -> Asy
         completions = CompletionService(models, metered)
         embeddings = EmbeddingsService(models, metered)
         moderations = ModerationService(models, metered)
+        run_executor = RunExecutor(db, jobs, chat, settings)
         container = Container(
             settings=settings, db=db, registry=registry, meter=meter, jobs=jobs, models=models,
             files=storage,
@@ -134,6 +142,9 @@ async def open_container(settings: Settings, *, load_models: bool = True) -> Asy
             usage=UsageService(db, settings),
             responses=ResponseService(db, jobs, chat, storage),
             conversations=ConversationService(db),
+            assistants=AssistantsService(db, models),
+            assistant_runs=RunService(db, jobs, models, run_executor, settings),
+            run_executor=run_executor,
         )
         if load_models:
             await _warm(container)

@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     batch_line_concurrency: int = 4
     batch_completion_window_seconds: int = 24 * 3600
 
+    # Assistants: how long a run waits in requires_action for tool outputs before it expires
+    # (the API's 10 minutes; shorten it only to test or operate).
+    assistants_requires_action_seconds: int = 600
+
     # Rate limits: counters live in this process unless a Redis URL is given (redis://host:6379/0),
     # which every server process then shares. The defaults apply to every project and model an
     # administrator has not set limits for; null is no limit. A process re-reads a project's

@@ -59,6 +59,38 @@ async def _errors_as_events(events: AsyncIterator[Event], done: bool) -> AsyncIt
                                  "You can retry your request.", "server_error"))
 
 
+# Named events, as the Assistants API streams them: `event: thread.run.created` then its data.
+NamedEvent = tuple[str, BaseModel | dict[str, Any]]
+
+
+def sse_named_event(name: str, payload: BaseModel | dict[str, Any]) -> bytes:
+    return f"event: {name}\n".encode() + sse_event(payload)
+
+
+def sse_named_response(events: AsyncIterator[NamedEvent]) -> StreamingResponse:
+    """Frame ``(name, data)`` events; the stream ends with ``event: done`` / ``data: [DONE]``, and an
+    error after the start is an ``error`` event carrying the envelope."""
+    return StreamingResponse(
+        _named_events(events),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _named_events(events: AsyncIterator[NamedEvent]) -> AsyncIterator[bytes]:
+    try:
+        async with aclosing(events):  # type: ignore[type-var]
+            async for name, payload in events:
+                yield sse_named_event(name, payload)
+        yield b"event: done\n" + DONE
+    except APIError as exc:
+        yield sse_named_event("error", envelope(exc.message, exc.type, exc.param, exc.code))
+    except Exception:
+        log.exception("a stream failed after it began")
+        yield sse_named_event("error", envelope("The server had an error while streaming the response. "
+                                                "You can retry your request.", "server_error"))
+
+
 def sse_typed_response(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
     """Frame events that carry their own ``type`` (the Responses API's) as ``event: <type>`` then the data.
 

@@ -477,3 +477,144 @@ class AuditLogRow(Base):
     actor_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
     resource_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+# -- Assistants (v1 and v2 share these rows; each version renders its own shape) -----------------
+
+
+class AssistantRow(Base):
+    """An assistant: a model with instructions and tools. ``file_ids`` are v1's attached files."""
+
+    __tablename__ = "assistants"
+    __table_args__ = (Index("ix_assistants_project_created", "project_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    model: Mapped[str] = mapped_column(String(128))
+    instructions: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tools: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    tool_resources: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    file_ids: Mapped[list[str]] = mapped_column(JSON)
+    metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON, nullable=True)
+    temperature: Mapped[float | None] = mapped_column(Double, nullable=True)
+    top_p: Mapped[float | None] = mapped_column(Double, nullable=True)
+    response_format: Mapped[Any] = mapped_column(JSON, nullable=True)
+
+
+class AssistantFileRow(Base):
+    """A v1 assistant file: a File attached to an assistant (its id is the file's)."""
+
+    __tablename__ = "assistant_files"
+
+    assistant_id: Mapped[str] = mapped_column(ForeignKey("assistants.id", ondelete="CASCADE"), primary_key=True)
+    file_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    # Microseconds when attached: the order files are listed in, even within one second.
+    seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class ThreadRow(Base):
+    __tablename__ = "assistant_threads"
+    __table_args__ = (Index("ix_assistant_threads_project", "project_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    tool_resources: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON, nullable=True)
+
+
+class ThreadMessageRow(Base):
+    """A message of a thread. Ids are time-ordered, so (created_at, id) is the thread's order."""
+
+    __tablename__ = "assistant_messages"
+    __table_args__ = (Index("ix_assistant_messages_thread", "thread_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    thread_id: Mapped[str] = mapped_column(ForeignKey("assistant_threads.id", ondelete="CASCADE"))
+    project_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    incomplete_details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    completed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    incomplete_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    assistant_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    file_ids: Mapped[list[str]] = mapped_column(JSON)
+    metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON, nullable=True)
+
+
+class RunRow(Base):
+    """A run of an assistant on a thread.
+
+    ``status`` follows the API's state machine; every move is a compare-and-set.
+    ``driver`` names whoever is generating the run now (a streaming request or a
+    job) and ``heartbeat_at`` when it last said so: a run whose driver went
+    silent is taken over by its job.
+    """
+
+    __tablename__ = "assistant_runs"
+    __table_args__ = (Index("ix_assistant_runs_thread", "thread_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str] = mapped_column(String(64))
+    api_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    thread_id: Mapped[str] = mapped_column(ForeignKey("assistant_threads.id", ondelete="CASCADE"))
+    assistant_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    required_action: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    started_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    cancelled_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    failed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    completed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    incomplete_details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    model: Mapped[str] = mapped_column(String(128))
+    instructions: Mapped[str] = mapped_column(Text)
+    tools: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    file_ids: Mapped[list[str]] = mapped_column(JSON)
+    metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON, nullable=True)
+    usage: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
+    temperature: Mapped[float | None] = mapped_column(Double, nullable=True)
+    top_p: Mapped[float | None] = mapped_column(Double, nullable=True)
+    max_prompt_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_completion_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    truncation_strategy: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    tool_choice: Mapped[Any] = mapped_column(JSON, nullable=True)
+    parallel_tool_calls: Mapped[bool] = mapped_column(Boolean, default=True)
+    response_format: Mapped[Any] = mapped_column(JSON, nullable=True)
+    driver: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    heartbeat_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+
+class RunStepRow(Base):
+    __tablename__ = "assistant_run_steps"
+    __table_args__ = (Index("ix_assistant_run_steps_run", "run_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("assistant_runs.id", ondelete="CASCADE"))
+    thread_id: Mapped[str] = mapped_column(String(64))
+    assistant_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    step_details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    expired_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    cancelled_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    failed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    completed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON, nullable=True)
+    usage: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
