@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hearth.engines.runner import Admission, Lane, ModelBusy, ModelRunner
+from hearth.engines.runner import Admission, Lane, ModelBusy, ModelRunner, _priority, _Pump
 from hearth.errors import RateLimited
 from tests.services.conftest import Hearth
 
@@ -97,6 +97,40 @@ def test_queued_online_work_runs_before_queued_background_work(runner: ModelRunn
     asyncio.run(scenario())
 
     assert order == ["online 1", "online 2", "background"]
+
+
+def test_requests_are_served_first_come_first_served(runner: ModelRunner,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two streams share one worker: once both have started, every later step of the one admitted
+    first runs before any of the second's, so the first finishes whole instead of both finishing
+    together at the end. (The read-ahead is raised so that the consumer's pace plays no part.)"""
+    monkeypatch.setattr(_Pump, "AHEAD", 10)
+    order: list[str] = []
+
+    def steps(name: str) -> Iterator[None]:
+        for step in range(4):
+            order.append(f"{name}{step}")
+            yield None
+
+    async def drain(name: str) -> None:
+        async for _ in runner.stream(lambda: steps(name)):
+            pass
+
+    async def scenario() -> None:
+        await asyncio.gather(drain("a"), drain("b"))
+
+    asyncio.run(scenario())
+
+    assert [step for step in order if not step.endswith("0")] == ["a1", "a2", "a3", "b1", "b2", "b3"]
+
+
+def test_a_streams_first_item_goes_ahead_of_earlier_requests_later_steps() -> None:
+    """Online before background; within a lane a stream's first item first, then by admission."""
+    early, late = Admission(lambda: None, Lane.online), Admission(lambda: None, Lane.online)
+    background = Admission(lambda: None, Lane.background)
+
+    assert _priority(late, first_item=True) < _priority(early) < _priority(late)
+    assert _priority(late) < _priority(background, first_item=True)
 
 
 def test_run_admits_for_the_call_when_given_no_admission(runner: ModelRunner) -> None:

@@ -12,10 +12,18 @@ model runs on. Work reaches them in two lanes:
   refused: it waits for one of a few background places, and its steps run
   only when no online step is waiting, so jobs never starve online requests.
 
-Streams are pulled one item at a time on the model's threads, so requests
-sharing a model take turns item by item (sentence, segment, token chunk), and
-a consumer that stops (a client that disconnected) closes the generator,
-which stops the work at its next item.
+Within a lane, work is served first come, first served: every step carries
+the time its request was admitted, and a free thread takes the oldest
+request's next step. A request that has started is therefore finished before
+later ones take its thread (a queue of short requests completes one by one,
+not all at the end together), while a step a request is not ready for yet
+(its client still reading) leaves the thread to the next request. One
+exception keeps streams quick to start: a stream's first item runs ahead of
+other requests' later steps, then the stream takes its place in line.
+
+Streams are pulled one item at a time on the model's threads, and a consumer
+that stops (a client that disconnected) closes the generator, which stops
+the work at its next item.
 """
 
 from __future__ import annotations
@@ -50,11 +58,18 @@ class Lane(IntEnum):
     background = 1
 
 
+_admitted = itertools.count()
+
+
 class Admission:
-    """A request's place at one model, from before its response starts until it ends."""
+    """A request's place at one model, from before its response starts until it ends.
+
+    ``turn`` orders its steps behind those of requests admitted earlier.
+    """
 
     def __init__(self, release: Callable[[], None], lane: Lane) -> None:
         self.lane = lane
+        self.turn = next(_admitted)
         self._release: Callable[[], None] | None = release
 
     def release(self) -> None:
@@ -70,11 +85,20 @@ class Admission:
         self.release()
 
 
+# Where a step stands in line: its lane, then a stream's first item, then its request's turn.
+Priority = tuple[int, int, int]
+_FIRST_ITEM, _LATER = 0, 1
+
+
+def _priority(admission: Admission, *, first_item: bool = False) -> Priority:
+    return int(admission.lane), _FIRST_ITEM if first_item else _LATER, admission.turn
+
+
 class _PriorityExecutor:
-    """Worker threads that take the most urgent lane's oldest task first."""
+    """Worker threads that take the most urgent lane's oldest request's task first."""
 
     def __init__(self, name: str, workers: int) -> None:
-        self._tasks: queue.PriorityQueue[tuple[int, int, Callable[[], None] | None]] = \
+        self._tasks: queue.PriorityQueue[tuple[Priority, int, Callable[[], None] | None]] = \
             queue.PriorityQueue()
         self._order = itertools.count()
         self._closed = False
@@ -83,7 +107,7 @@ class _PriorityExecutor:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, lane: Lane, fn: Callable[[], T]) -> Future[T]:
+    def submit(self, priority: Priority, fn: Callable[[], T]) -> Future[T]:
         if self._closed:
             raise RuntimeError("the model runner is shut down")
         future: Future[T] = Future()
@@ -96,7 +120,7 @@ class _PriorityExecutor:
             except BaseException as exc:  # noqa: BLE001 (handed to whoever awaits the future)
                 future.set_exception(exc)
 
-        self._tasks.put((int(lane), next(self._order), task))
+        self._tasks.put((priority, next(self._order), task))
         return future
 
     def _work(self) -> None:
@@ -107,7 +131,90 @@ class _PriorityExecutor:
         self._closed = True
         # Stops the threads after the task each is running; queued tasks never start.
         for _ in self._threads:
-            self._tasks.put((-1, next(self._order), None))
+            self._tasks.put(((-1, 0, 0), next(self._order), None))
+
+
+class _Pump:
+    """Pulls an iterator on the executor's threads, up to ``AHEAD`` items ahead of its consumer.
+
+    Each step, on its worker thread, queues the next one before the thread
+    looks for other work, so a request keeps its place in line between items
+    instead of losing it while its consumer wakes up. A consumer that stops
+    has the iterator closed on a worker thread, after the step in progress.
+    """
+
+    AHEAD = 2
+
+    def __init__(self, executor: _PriorityExecutor, iterator: Iterator[Any], first: Priority,
+                 later: Priority, loop: asyncio.AbstractEventLoop) -> None:
+        self._executor = executor
+        self._iterator = iterator
+        self._priority = first
+        self._later = later
+        self._loop = loop
+        self._outcomes: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue()
+        self._lock = threading.Lock()
+        self._ahead = 0  # items produced and not yet taken by the consumer
+        self._queued = False  # a step is queued or running
+        self._closing = False
+        self._finished = False
+        with self._lock:
+            self._schedule()
+
+    async def items(self) -> AsyncGenerator[Any, None]:
+        while True:
+            ok, value = await self._outcomes.get()
+            if not ok:
+                raise value
+            if value is _DONE:
+                return
+            with self._lock:
+                self._ahead -= 1
+                self._schedule()
+            yield value
+
+    def close(self) -> None:
+        """The consumer is gone: close the iterator once no step is inside it."""
+        with self._lock:
+            self._closing = True
+            self._schedule()
+
+    def _schedule(self) -> None:
+        """Queue the next step if one is due; the caller holds the lock."""
+        if self._queued or self._finished or (self._ahead >= self.AHEAD and not self._closing):
+            return
+        self._queued = True
+        try:
+            self._executor.submit(self._priority, self._step)
+        except RuntimeError:  # shut down: nothing will run it
+            self._queued, self._finished = False, True
+
+    def _step(self) -> None:
+        """One item, or the close; runs on a worker thread and never raises."""
+        with self._lock:
+            closing = self._closing
+        if closing:
+            with suppress(Exception):
+                close = getattr(self._iterator, "close", None)
+                if close is not None:
+                    close()
+            with self._lock:
+                self._queued, self._finished = False, True
+            return
+        try:
+            outcome: tuple[bool, Any] = (True, next(self._iterator, _DONE))
+        except BaseException as exc:  # noqa: BLE001 (handed to the consumer)
+            outcome = (False, exc)
+        with self._lock:
+            self._queued = False
+            self._priority = self._later
+            if not outcome[0] or outcome[1] is _DONE:
+                self._finished = True
+            else:
+                self._ahead += 1
+            with suppress(RuntimeError):  # the loop is closed: nobody is waiting
+                self._loop.call_soon_threadsafe(self._outcomes.put_nowait, outcome)
+            self._schedule()
 
 
 class ModelRunner:
@@ -147,9 +254,9 @@ class ModelRunner:
         stays the caller's to release, or admitted just for this call."""
         call = functools.partial(fn, *args, **kwargs)
         if admission is not None:
-            return await asyncio.wrap_future(self._executor.submit(admission.lane, call))
+            return await asyncio.wrap_future(self._executor.submit(_priority(admission), call))
         with self.admit() as own:
-            return await asyncio.wrap_future(self._executor.submit(own.lane, call))
+            return await asyncio.wrap_future(self._executor.submit(_priority(own), call))
 
     async def stream(self, make: Callable[[], Iterator[T]], *,
                      admission: Admission | None = None) -> AsyncGenerator[T, None]:
@@ -159,33 +266,14 @@ class ModelRunner:
         when it ends, however it ends.
         """
         with admission or self.admit() as held:
-            iterator = await asyncio.wrap_future(self._executor.submit(held.lane, make))
-            step: Future[Any] | None = None
+            first = _priority(held, first_item=True)
+            iterator = await asyncio.wrap_future(self._executor.submit(first, make))
+            pump = _Pump(self._executor, iterator, first, _priority(held), asyncio.get_running_loop())
             try:
-                while True:
-                    step = self._executor.submit(held.lane, functools.partial(next, iterator, _DONE))
-                    item = await asyncio.wrap_future(step)
-                    if item is _DONE:
-                        return
+                async for item in pump.items():
                     yield item
             finally:
-                self._close_after(iterator, step, held.lane)
-
-    def _close_after(self, iterator: Iterator[Any], step: Future[Any] | None, lane: Lane) -> None:
-        close = getattr(iterator, "close", None)
-        if close is None:
-            return
-
-        # Not awaited: the consumer may be gone. A generator cannot be closed
-        # while a thread is inside next(), so the close follows that step.
-        def close_after(_: object) -> None:
-            with suppress(RuntimeError):  # shut down: nothing left to stop
-                self._executor.submit(lane, close)
-
-        if step is None:
-            close_after(None)
-        else:
-            step.add_done_callback(close_after)
+                pump.close()
 
     def shutdown(self) -> None:
         self._executor.shutdown()
