@@ -454,3 +454,27 @@ def test_list_pages_newest_first(run_in) -> None:
         assert env.service.list_batches(OTHER, PageRequest(limit=2)) == ([], False)
 
     run_in(scenario)
+
+
+def test_a_line_that_keeps_killing_its_worker_is_recorded_as_failed_and_the_batch_goes_on(run_in) -> None:
+    """A chunk re-run after its worker died runs its lines one at a time, naming each in the job's
+    progress first. Here the second line was running when a worker died, twice (as the job row says
+    after those deaths): the next run records it as a server error and answers the others."""
+    async def scenario(env: Env) -> None:
+        created = await env.create([chat_line(f"r{i}", f"line {i}") for i in range(3)])
+        await env.run(created.id, kinds=(VALIDATE,), until=lambda batch: batch.status == "in_progress")
+        with env.db.session() as session:
+            poisonous = repo.get_chunk(session, created.id, 0).first_line + 1
+            job = session.scalars(select(Job).where(Job.kind == LINES)).one()
+            job.attempts, job.progress = 2, {"running": poisonous, "crashes": {str(poisonous): 1}}
+
+        batch = await env.run(created.id)
+
+        assert batch.status == "completed"
+        assert (batch.request_counts.completed, batch.request_counts.failed) == (2, 1)
+        assert [line["custom_id"] for line in env.lines_of(batch.output_file_id)] == ["r0", "r2"]
+        (failed,) = env.lines_of(batch.error_file_id)
+        assert failed["custom_id"] == "r1" and failed["response"]["status_code"] == 500
+        assert failed["response"]["body"]["error"]["type"] == "server_error"
+
+    run_in(scenario)

@@ -6,11 +6,14 @@
 - ``batch.lines`` runs one chunk's lines, a few at a time, each through its
   endpoint's service as the batch's creator (embedding lines sixteen to a
   call, which the service answers with one engine call), recording the
-  answers as they come; a re-run (its worker died) skips the lines already answered. After
-  each answer it looks at the batch: once cancelling or past its window, it
-  starts no more. Then it marks its chunk done, and the chunk that leaves
-  none undone moves the batch to finalizing and enqueues ``batch.finalize``
-  in the same transaction, so exactly one chunk does.
+  answers as they come; a re-run (its worker died) skips the lines already
+  answered. After each answer it looks at the batch: once cancelling or past
+  its window, it starts no more. A re-run after a worker died goes one line
+  at a time, naming each in the job's progress first, and records a line
+  that took its worker down twice as a server error instead of running it
+  again. Then it marks its chunk done, and the chunk that leaves none undone
+  moves the batch to finalizing and enqueues ``batch.finalize`` in the same
+  transaction, so exactly one chunk does.
 - ``batch.finalize`` writes the output file (lines answered well) and the
   error file (lines refused or failed, and for an expired batch every line
   never run), each in input order, then sets the final status. A file is
@@ -70,6 +73,8 @@ LINES = "batch.lines"
 FINALIZE = "batch.finalize"
 # Lines a call for an endpoint whose service answers several requests in one engine call.
 JOINED_LINES = 16
+# A line whose run killed its worker this many times is recorded as failed, not run again.
+CRASHES_PER_LINE = 2
 # A killed worker costs its job an attempt; a batch outlives a few of those.
 ATTEMPTS = 10
 
@@ -197,8 +202,37 @@ class BatchJobs:
         batch, chunk, recorded = start
         if _may_run(batch.status, batch.expires_at):
             lines = await to_thread.run_sync(read_chunk, self.storage.blobs, batch_id, index, chunk.first_line)
-            await self._run_lines(batch, [line for line in lines if line.number not in recorded])
+            pending = [line for line in lines if line.number not in recorded]
+            if ctx.attempt == 1:
+                await self._run_lines(batch, pending)
+            else:
+                await self._run_lines_carefully(ctx, batch, pending, recorded)
         await to_thread.run_sync(self._finish_chunk, batch, index)
+
+    async def _run_lines_carefully(self, ctx: JobContext, batch: Batch, lines: list[Line],
+                                   recorded: set[int]) -> None:
+        """A re-run after an earlier run of the chunk died: the lines go one at a time, each named
+        in the job's progress before it runs, so a line that takes its worker down with it is
+        known. A line that did so ``CRASHES_PER_LINE`` times is recorded as a server error instead
+        of being run again, and the chunk goes on: one poisonous line cannot hold a batch."""
+        crashes: dict[str, int] = dict(ctx.progress.get("crashes", {}))
+        running = ctx.progress.get("running")
+        if running is not None and running not in recorded:
+            crashes[str(running)] = crashes.get(str(running), 0) + 1
+        caller = caller_of(batch)
+        for line in lines:
+            if crashes.get(str(line.number), 0) >= CRASHES_PER_LINE:
+                request_id = new_id("req_")
+                log.error("batch line %d (%s) stopped its worker %d times; recorded as failed [%s]",
+                          line.number, line.custom_id, CRASHES_PER_LINE, request_id)
+                results = [_refused(line, request_id, 500,
+                                    envelope(_SERVER_ERROR.format(request_id), "server_error"))]
+            else:
+                await ctx.save_progress({"running": line.number, "crashes": crashes})
+                results = await self._answer(batch.endpoint, caller, [line])
+            if not await to_thread.run_sync(self._record, batch.id, results):
+                break
+        await ctx.save_progress({"crashes": crashes})
 
     def _chunk_start(self, batch_id: str, index: int) -> tuple[Batch, BatchChunk, set[int]] | None:
         with self.db.session() as session:
