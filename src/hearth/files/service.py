@@ -11,11 +11,9 @@ the blob, drop the row.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import anyio.to_thread
 from pydantic import ValidationError
@@ -24,9 +22,11 @@ from sqlalchemy.orm import Session
 from hearth.accounting.meter import Meter, UsageEvent
 from hearth.caller import Caller
 from hearth.errors import InvalidRequest, NotFound, PayloadTooLarge
+from hearth.files import writers
 from hearth.files.blobio import capped, read_blob_sync, stream_blocks, write_blob
 from hearth.files.checks import ContentCheck, NoCheck, content_check
 from hearth.files.protocol import CreateFileForm, DeleteFileResponse, OpenAIFile
+from hearth.files.writers import WriterLease
 from hearth.forms import IncomingForm
 from hearth.settings import Settings
 from hearth.store import files as repo
@@ -49,8 +49,10 @@ class FileStorage:
     blobs: BlobStore
     settings: Settings
     meter: Meter
-    # Names this server's in-flight writes, so a restart cleans only its own.
+    # Names this process's in-flight writes, so recovery cleans only those of processes that are gone.
     writer: str
+    # Holds ``writer`` for the process's life (None where the caller manages its own id).
+    lease: WriterLease | None = field(default=None, compare=False, repr=False)
 
     def check_for(self, purpose: str) -> ContentCheck:
         # A batch line is one request to another endpoint: it may be as large as one.
@@ -261,27 +263,28 @@ def visible_file(storage: FileStorage, caller: Caller, file_id: str) -> File:
 # Upkeep
 
 
-def _writer_id(data_dir: Path) -> str:
-    """A stable name for this server's data directory, kept across restarts."""
-    path = data_dir / "writer-id"
-    if not path.exists():
-        path.write_text(f"w-{uuid.uuid4().hex}\n")
-    return path.read_text().strip()
-
-
 def recover(storage: FileStorage) -> None:
-    """Remove what this server was writing when it last stopped, then tidy up."""
-    with storage.db.session() as session:
-        keys = repo.take_abandoned_writes(session, storage.writer)
-    for key in keys:
-        storage.blobs.delete(key)
-    if keys:
-        log.warning("removed %d interrupted writes from a previous run", len(keys))
+    """At start: remove what stopped processes were writing, then tidy up."""
     sweep(storage)
 
 
+def _remove_interrupted_writes(storage: FileStorage) -> None:
+    """Delete the pending rows and blobs of this data directory's writers that have stopped."""
+    removed = 0
+    for writer in writers.gone(storage.settings.data_dir):
+        with storage.db.session() as session:
+            keys = repo.take_abandoned_writes(session, writer)
+        for key in keys:
+            storage.blobs.delete(key)
+        removed += len(keys)
+    if removed:
+        log.warning("removed %d interrupted writes of stopped processes", removed)
+
+
 def sweep(storage: FileStorage) -> None:
-    """Expire overdue uploads; delete expired files and the parts no upload needs."""
+    """Remove stopped writers' leftovers; expire overdue uploads; delete expired files and the
+    parts no upload needs."""
+    _remove_interrupted_writes(storage)
     with storage.db.session() as session:
         for upload_id in repo.overdue_upload_ids(session):
             repo.set_upload_status(session, upload_id, "expired")
@@ -307,6 +310,7 @@ def purge_parts(storage: FileStorage, upload_id: str | None = None) -> None:
 async def open_file_storage(db: Database, settings: Settings, meter: Meter) -> FileStorage:
     """Open the blob store and recover from the last run; the sweep runs as a periodic job."""
     blobs = await anyio.to_thread.run_sync(open_blob_store, settings)
-    storage = FileStorage(db, blobs, settings, meter, _writer_id(settings.data_dir))
+    lease = WriterLease(settings.data_dir)
+    storage = FileStorage(db, blobs, settings, meter, lease.id, lease)
     await anyio.to_thread.run_sync(recover, storage)
     return storage
