@@ -76,7 +76,7 @@ def test_every_role_and_a_tool_round_trip(client: OpenAI) -> None:
     ]
 
     first = client.chat.completions.create(
-        model=MODEL, messages=messages, tools=[WEATHER_TOOL], max_tokens=32,
+        model=MODEL, messages=messages, tools=[WEATHER_TOOL], max_tokens=64, temperature=0,
         tool_choice={"type": "function", "function": {"name": "get_weather"}})
 
     choice = first.choices[0]
