@@ -70,8 +70,13 @@ def test_create_retrieve_and_delete(server: LiveServer, client: OpenAI, db: Data
     assert retrieved.output_text == message["content"][0]["text"]
     checked(raw(server, "GET", f"/responses/{body['id']}"), "Response")
 
-    with db.session() as session:
-        event = session.scalars(select(UsageRecord).where(UsageRecord.endpoint == "/v1/responses")).first()
+    deadline = time.monotonic() + 60  # the meter writes its events off the request's path, in batches
+    while True:
+        with db.session() as session:
+            event = session.scalars(select(UsageRecord).where(UsageRecord.endpoint == "/v1/responses")).first()
+        if event is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert event is not None and event.kind == "completions"
 
     deleted = client.responses.delete(body["id"])
