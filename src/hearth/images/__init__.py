@@ -1,0 +1,1 @@
+"""Images: generations, edits and variations on a local diffusion model."""
