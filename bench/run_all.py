@@ -8,7 +8,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["bench_speech.py", "bench_transcription.py", "bench_chat.py", "bench_embeddings.py",
-           "moderation_eval.py", "bench_files.py", "bench_batch.py", "bench_chat_memory.py"]
+           "moderation_eval.py", "bench_files.py", "bench_batch.py", "bench_chat_memory.py",
+           "bench_images.py", "bench_sandbox.py", "bench_fine_tuning.py"]
 
 
 def main() -> int:

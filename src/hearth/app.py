@@ -20,20 +20,26 @@ from hearth.completions.router import router as completions
 from hearth.container import open_container, running_worker
 from hearth.embeddings.router import router as embeddings
 from hearth.files.router import router as files
+from hearth.fine_tuning.router import router as fine_tuning
 from hearth.http.errors import install_error_handlers
+from hearth.http.metrics import MetricsMiddleware
 from hearth.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, body_limit_by_path
 from hearth.http.openapi import install_openapi
 from hearth.http.ratelimits import RateLimitHeadersMiddleware
+from hearth.images.router import router as images
 from hearth.models.router import router as models
 from hearth.moderations.router import router as moderations
+from hearth.ops.router import router as ops
 from hearth.organization.router import router as organization
+from hearth.playground.router import router as playground
 from hearth.responses.router import router as responses
 from hearth.settings import MiB, Settings
 from hearth.speech.router import router as speech
 from hearth.transcriptions.router import router as transcriptions
+from hearth.vector_stores.router import router as vector_stores
 
 ROUTERS = (models, speech, transcriptions, files, embeddings, moderations, chat, completions, batches, responses,
-           organization, assistants)
+           organization, assistants, images, vector_stores, fine_tuning)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -45,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             container = await stack.enter_async_context(open_container(settings))
             if settings.run_worker:
                 await stack.enter_async_context(running_worker(container))
+            stack.enter_context(container.ops.metrics_collected())
             app.state.services = container
             yield
 
@@ -57,12 +64,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
 
-    @app.get("/health", include_in_schema=False)
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
+    # /health, /ready and /metrics: for load balancers and Prometheus, outside the API's /v1.
+    app.include_router(ops)
     for router in ROUTERS:
         app.include_router(router, prefix="/v1")
+    # The browser playground at `/` (static files; it calls the API above like any client).
+    app.include_router(playground)
 
     limits = body_limit_by_path(
         settings.max_json_body_bytes,
@@ -72,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Room for the multipart framing around the file itself.
             (r"/v1/files", settings.max_file_bytes + MiB),
             (r"/v1/uploads/[^/]+/parts", settings.max_upload_part_bytes + MiB),
+            (r"/v1/images/(edits|variations)", settings.max_image_request_bytes),
         ],
     )
     # The last middleware added runs first: the request id wraps everything.
@@ -84,5 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            expose_headers=["x-request-id", "openai-processing-ms", "retry-after",
                                            *(f"x-ratelimit-{what}-{unit}" for what in ("limit", "remaining", "reset")
                                              for unit in ("requests", "tokens"))])
+    # Counts every request (its route template and status) in this process's Prometheus metrics.
+    app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)
     return app

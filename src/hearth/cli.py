@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from hearth.catalog.catalog import Catalog, UnknownModel
+from hearth.catalog.catalog import Catalog, CatalogError, UnknownModel
 from hearth.catalog.provision import ModelStore, PullError
+from hearth.catalog.user import catalog_for, preload_names
 from hearth.settings import Settings
 
 app = typer.Typer(help="Hearth: the OpenAI API, self-hosted.", no_args_is_help=True)
-models_app = typer.Typer(help="List and pull local models.", no_args_is_help=True)
+models_app = typer.Typer(help="List, pull, import and remove models.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 invites_app = typer.Typer(help="Accept an invitation to the organization.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -28,12 +30,14 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to bind (HEARTH_PORT).")] = None,
 ) -> None:
     """Start the API server, pulling missing default models first."""
+    settings = Settings()
+    catalog = _catalog(settings)  # a malformed user catalog stops here, with its reason
+
     from hearth import server
     from hearth.app import create_app
 
-    settings = Settings()
     if settings.pull_on_start:
-        _pull(settings, settings.default_models)
+        _pull(settings, preload_names(settings, catalog))
     server.run(create_app(settings), settings, host or settings.host, port or settings.port)
 
 
@@ -45,11 +49,16 @@ def worker() -> None:
     Models load when a job first needs them.
     """
     import asyncio
+    import logging.config
 
+    from hearth import logs
     from hearth.container import open_container, run_until_signalled
 
+    settings = Settings()
+    logging.config.dictConfig(logs.config(settings.log_format, settings.log_level))
+
     async def work() -> None:
-        async with open_container(Settings(), load_models=False) as container:
+        async with open_container(settings, load_models=False) as container:
             await run_until_signalled(container.worker())
 
     asyncio.run(work())
@@ -57,25 +66,93 @@ def worker() -> None:
 
 @models_app.command("list")
 def models_list() -> None:
-    """Every model in the catalog, its aliases and whether it is pulled."""
+    """Every model in the catalog (built-in and yours), its aliases and whether it is pulled."""
     settings = Settings()
     store = ModelStore(settings.resolved_models_dir)
-    table = Table("model", "kind", "size", "pulled", "aliases")
-    for spec in Catalog.load().models:
-        table.add_row(spec.id, spec.kind, f"{spec.total_bytes / 1e6:.0f} MB",
-                      "yes" if store.is_present(spec) else "no", ", ".join(spec.aliases))
+    builtin = {spec.id for spec in Catalog.load().models}
+    table = Table("model", "kind", "engine", "size", "pulled", "source", "aliases")
+    for spec in _catalog(settings).models:
+        table.add_row(spec.id, spec.kind, spec.engine, f"{spec.total_bytes / 1e6:.0f} MB",
+                      "yes" if store.is_present(spec) else "no",
+                      "built-in" if spec.id in builtin else "user", ", ".join(spec.aliases))
     Console().print(table)
 
 
 @models_app.command("pull")
-def models_pull(names: Annotated[list[str], typer.Argument(help="Model ids or aliases.")]) -> None:
-    """Fetch models into the models directory, verifying every checksum."""
-    _pull(Settings(), names)
+def models_pull(
+    names: Annotated[list[str], typer.Argument(
+        help="Model ids or aliases, or hub references: hf:OWNER/REPO[:QUANT or :FILE].")],
+    name: Annotated[str | None, typer.Option(help="The id to register a hub model under.")] = None,
+) -> None:
+    """Fetch models into the models directory, verifying every checksum.
+
+    A hub reference (hf:Qwen/Qwen2.5-7B-Instruct-GGUF:Q4_K_M) is resolved through the hub's
+    API (HEARTH_HUB_URL or HF_ENDPOINT), its files checked against the hub's sha256, its
+    engine detected, and it is registered in the user catalog.
+    """
+    _pull(Settings(), names, as_name=name)
 
 
-def _pull(settings: Settings, names: list[str]) -> None:
-    catalog = Catalog.load()
+@models_app.command("import")
+def models_import(
+    path: Annotated[Path, typer.Argument(help="A .gguf file or a model folder.")],
+    name: Annotated[str | None, typer.Option(help="The model's id (default: from the path).")] = None,
+    link: Annotated[bool, typer.Option("--link", help="Link the files instead of copying them.")] = False,
+    file: Annotated[str | None, typer.Option(help="Which file, when the folder holds several.")] = None,
+) -> None:
+    """Register a local model: detected, copied (or linked) into the models directory,
+    checksummed and written to the user catalog."""
+    from hearth.catalog.detect import DetectionError
+    from hearth.catalog.importing import ImportFailed, import_model
+
+    settings = Settings()
+    try:
+        spec = import_model(path, data_dir=settings.data_dir, store=ModelStore(settings.resolved_models_dir),
+                            name=name, link=link, select=file)
+    except (DetectionError, ImportFailed, CatalogError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"[green]{spec.id} imported[/green] ({spec.kind}, {spec.engine}); "
+                  "restart `hearth serve` to serve it")
+
+
+@models_app.command("rm")
+def models_rm(name: Annotated[str, typer.Argument(help="A model of the user catalog.")]) -> None:
+    """Remove a model you added: its user catalog entry and its files."""
+    from hearth.catalog.importing import ImportFailed, remove_model
+
+    settings = Settings()
+    try:
+        removed, _ = remove_model(name, data_dir=settings.data_dir,
+                                  store=ModelStore(settings.resolved_models_dir))
+    except (ImportFailed, CatalogError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"removed {removed}")
+
+
+def _catalog(settings: Settings) -> Catalog:
+    try:
+        return catalog_for(settings)
+    except CatalogError as exc:
+        console.print(f"[red]the model catalog cannot be used:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _pull(settings: Settings, names: list[str], *, as_name: str | None = None) -> None:
+    from hearth.catalog.hub import hub_endpoint, is_hub_reference, pull_from_hub
+
     store = ModelStore(settings.resolved_models_dir)
+    for reference in [n for n in names if is_hub_reference(n)]:
+        try:
+            spec = pull_from_hub(reference, data_dir=settings.data_dir, store=store,
+                                 endpoint=hub_endpoint(settings.hub_url), name=as_name, console=console)
+        except (PullError, CatalogError) as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+        console.print(f"[green]{spec.id} ready[/green] ({spec.kind}, {spec.engine}) in {store.dir_for(spec)}")
+    names = [n for n in names if not is_hub_reference(n)]
+    catalog = _catalog(settings) if names else Catalog([])
     for name in names:
         try:
             spec = catalog.resolve(name)
@@ -84,6 +161,9 @@ def _pull(settings: Settings, names: list[str]) -> None:
             raise typer.Exit(2) from None
         if store.is_present(spec):
             continue
+        if any(not f.sources for f in spec.files):
+            console.print(f"[red]{spec.id} was imported and its files are gone[/red]; import it again")
+            raise typer.Exit(1)
         try:
             store.pull(spec, console)
         except PullError as exc:
@@ -112,12 +192,11 @@ def _database(*, bootstrap: bool = True):
 def _organization(database):
     """The Administration API's service over ``database``: the CLI changes keys through it, audited."""
     from hearth.accounting.ratelimits import ModelLimits, ProjectLimits
-    from hearth.catalog.catalog import Catalog
     from hearth.organization.service import OrganizationService
 
     settings = Settings()
     return OrganizationService(database, settings, ProjectLimits(database, ModelLimits()),
-                               lambda: [spec.id for spec in Catalog.load().models])
+                               lambda: [spec.id for spec in _catalog(settings).models])
 
 
 @keys_app.command("create")

@@ -22,7 +22,9 @@ import anyio.to_thread
 
 from hearth.accounting.meter import DatabaseMeter
 from hearth.accounting.ratelimits import LimitedMeter, ModelLimits, ProjectLimits, RateLimiter
+from hearth.assistants.code_interpreter import CodeInterpreter
 from hearth.assistants.execution import RunExecutor
+from hearth.assistants.file_search import FileSearch
 from hearth.assistants.runs import RunService
 from hearth.assistants.service import AssistantsService
 from hearth.batches.endpoints import Endpoints
@@ -30,24 +32,35 @@ from hearth.batches.execution import BatchJobs
 from hearth.batches.service import BatchService
 from hearth.catalog.catalog import Catalog, UnknownModel
 from hearth.catalog.provision import ModelStore
+from hearth.catalog.user import catalog_for, preload_names
 from hearth.chat.service import ChatService
 from hearth.completions.service import CompletionService
 from hearth.embeddings.service import EmbeddingsService
 from hearth.engines.registry import ModelRegistry
 from hearth.files import service as files
 from hearth.files.service import FileStorage
+from hearth.fine_tuning.execution import FineTuningJobs
+from hearth.fine_tuning.service import FineTunedModels, FineTuningService
 from hearth.firstrun import initialize
+from hearth.images.links import ImageLinks, load_secret
+from hearth.images.service import ImageService
 from hearth.jobs import Handler, JobContext, JobQueue, Worker
 from hearth.models.service import ModelService
 from hearth.moderations.service import ModerationService
+from hearth.ops.service import OpsService
 from hearth.organization.service import OrganizationService
 from hearth.organization.usage import UsageService
 from hearth.responses.conversations import ConversationService
 from hearth.responses.service import ResponseService
+from hearth.sandbox import Limits, Sandbox
 from hearth.settings import Settings
 from hearth.speech.service import SpeechService
 from hearth.store.db import Database, prepare_data_dir
 from hearth.transcriptions.service import TranscriptionService
+from hearth.vector_stores.execution import SWEEP as VECTOR_STORES_SWEEP
+from hearth.vector_stores.execution import VectorStoreJobs
+from hearth.vector_stores.index import ChunkIndex
+from hearth.vector_stores.service import VectorStoreService
 
 log = logging.getLogger("hearth")
 T = TypeVar("T")
@@ -80,6 +93,12 @@ class Container:
     assistants: AssistantsService
     assistant_runs: RunService
     run_executor: RunExecutor
+    fine_tuning: FineTuningService
+    fine_tuning_jobs: FineTuningJobs
+    vector_stores: VectorStoreService
+    vector_store_jobs: VectorStoreJobs
+    images: ImageService
+    ops: OpsService
 
     def get(self, kind: type[T]) -> T:
         """The part of type ``kind`` (a service, the settings, the database)."""
@@ -96,7 +115,7 @@ class Container:
             await anyio.to_thread.run_sync(files.sweep, self.files)
 
         return {FILES_SWEEP: sweep_files, **self.batch_jobs.handlers(), **self.responses.handlers(),
-                **self.run_executor.handlers()}
+                **self.run_executor.handlers(), **self.fine_tuning_jobs.handlers(), **self.vector_store_jobs.handlers()}
 
     def worker(self) -> Worker:
         return Worker(self.jobs, self.job_handlers(), concurrency=self.settings.job_concurrency,
@@ -110,11 +129,14 @@ async def open_container(settings: Settings, *, load_models: bool = True) -> Asy
     db = Database(settings.resolved_database_url)
     await anyio.to_thread.run_sync(db.migrate)
     await anyio.to_thread.run_sync(initialize, db, settings.data_dir)
-    registry = ModelRegistry(Catalog.load(), ModelStore(settings.resolved_models_dir), settings)
+    # Built-in and user catalog merged; a malformed user catalog stops the start here, clearly.
+    registry = ModelRegistry(catalog_for(settings), ModelStore(settings.resolved_models_dir), settings)
     meter = DatabaseMeter(db)
     meter.start()
     jobs = JobQueue(db)
     await anyio.to_thread.run_sync(jobs.ensure_schedule, FILES_SWEEP, FILES_SWEEP,
+                                   settings.sweep_interval_seconds)
+    await anyio.to_thread.run_sync(jobs.ensure_schedule, VECTOR_STORES_SWEEP, VECTOR_STORES_SWEEP,
                                    settings.sweep_interval_seconds)
     limiter = rate_limiter(db, settings, registry.catalog)
     models = ModelService(registry, limiter)
@@ -126,7 +148,20 @@ async def open_container(settings: Settings, *, load_models: bool = True) -> Asy
         completions = CompletionService(models, metered)
         embeddings = EmbeddingsService(models, metered)
         moderations = ModerationService(models, metered)
-        run_executor = RunExecutor(db, jobs, chat, settings)
+        # The vector index: LanceDB in the data directory, or in the S3 bucket every process shares.
+        index = await anyio.to_thread.run_sync(ChunkIndex.from_settings, settings)
+        vector_stores = VectorStoreService(db, jobs, embeddings, index, storage, settings)
+        vector_store_jobs = VectorStoreJobs(db, storage, embeddings, index)
+        sandbox = Sandbox(Limits(wall_seconds=settings.sandbox_wall_seconds, cpu_seconds=settings.sandbox_cpu_seconds,
+                                 memory_bytes=settings.sandbox_memory_mb << 20,
+                                 processes=settings.sandbox_processes),
+                          slots=settings.sandbox_slots, uid_base=settings.sandbox_uid_base)
+        run_executor = RunExecutor(db, jobs, chat, settings, CodeInterpreter(db, storage, sandbox, meter),
+                                   file_search=FileSearch(vector_stores, vector_store_jobs))
+        # Fine-tuned (ft:) models resolve through the fine-tuning area, per project.
+        models.adapted = FineTunedModels(db)
+        fine_tuning_jobs = FineTuningJobs(db, jobs, storage, models, settings)
+        await anyio.to_thread.run_sync(fine_tuning_jobs.recover)
         container = Container(
             settings=settings, db=db, registry=registry, meter=meter, jobs=jobs, models=models,
             files=storage,
@@ -142,11 +177,19 @@ async def open_container(settings: Settings, *, load_models: bool = True) -> Asy
             usage=UsageService(db, settings),
             responses=ResponseService(db, jobs, chat, storage),
             conversations=ConversationService(db),
-            assistants=AssistantsService(db, models),
+            images=ImageService(models, metered, storage.blobs,
+                                ImageLinks(load_secret(settings.data_dir, settings.image_url_secret),
+                                           settings.image_url_ttl_seconds)),
+            assistants=AssistantsService(db, models, vector_stores=vector_stores),
             assistant_runs=RunService(db, jobs, models, run_executor, settings),
             run_executor=run_executor,
+            fine_tuning=FineTuningService(db, jobs, registry.catalog, registry.store.is_present),
+            fine_tuning_jobs=fine_tuning_jobs,
+            vector_stores=vector_stores,
+            vector_store_jobs=vector_store_jobs,
+            ops=OpsService(db, storage.blobs, registry, jobs, lambda: preload_names(settings, registry.catalog)),
         )
-        if load_models:
+        if load_models and settings.preload_models:
             await _warm(container)
         yield container
     finally:
@@ -174,7 +217,7 @@ def rate_limiter(db: Database, settings: Settings, catalog: Catalog) -> RateLimi
 
 async def _warm(container: Container) -> None:
     catalog = container.registry.catalog
-    for name in container.settings.default_models:
+    for name in preload_names(container.settings, catalog):
         spec = catalog.resolve(name)
         if container.registry.is_servable(spec):
             await container.registry.get(spec)

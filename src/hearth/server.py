@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from hearth import logs
 from hearth.errors import envelope
 from hearth.settings import Settings
 
@@ -48,5 +49,9 @@ class BulkBodyProtocol(HttpToolsProtocol):
 
 
 def run(app: FastAPI, settings: Settings, host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT; then stop accepting, let requests in flight finish for up to
+    ``HEARTH_SHUTDOWN_TIMEOUT_SECONDS``, and only then close the app (its job worker hands its
+    running jobs back, the usage meter writes what it holds)."""
     uvicorn.run(app, host=host, port=port, http=BulkBodyProtocol,
-                log_level=settings.log_level, timeout_graceful_shutdown=5)
+                log_config=logs.config(settings.log_format, settings.log_level),
+                log_level=settings.log_level, timeout_graceful_shutdown=settings.shutdown_timeout_seconds)

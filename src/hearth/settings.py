@@ -7,14 +7,15 @@ directory, models under the models directory, CPU inference.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from platformdirs import user_data_path
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
 
@@ -49,6 +50,34 @@ class Settings(BaseSettings):
     ]
     # Pull missing default models when the server starts.
     pull_on_start: bool = True
+    # Load the default models at start; otherwise every model loads on its first request.
+    preload_models: bool = True
+    # The model each kind's OpenAI names (gpt-4o-mini, tts-1, whisper-1, text-embedding-3-small...)
+    # mean; it replaces that kind's entry in default_models. Unset: the built-in catalog's choice.
+    default_chat_model: str | None = None
+    default_speech_model: str | None = None
+    default_transcription_model: str | None = None
+    default_embedding_model: str | None = None
+    # More names for models, overriding every other alias: "gpt-4o=qwen2.5-coder-1.5b,whisper-1=whisper-tiny.en"
+    # (or a JSON object). The user catalog (<data_dir>/catalog.toml) may hold an [aliases] table too.
+    aliases: Annotated[dict[str, str], NoDecode] = {}
+    # Load options per model id, over its catalog entry's `options`: n_ctx (context length per request),
+    # n_parallel (slots), threads, n_gpu_layers, memory_mib (the budget's estimate), e.g.
+    # HEARTH_MODEL_OPTIONS='{"qwen2.5-coder-1.5b": {"n_ctx": 4096, "n_parallel": 2}}'.
+    model_options: dict[str, dict[str, Any]] = {}
+    # A loaded model nobody has used for this long is unloaded (0: never).
+    model_idle_unload_seconds: float = 0
+    # Host memory (MiB) loaded models may take together, by their estimate; before loading another,
+    # the least recently used idle models are unloaded to make room (0: no budget).
+    model_memory_budget_mib: int = 0
+    # The same for GPU memory, for the models HEARTH_DEVICE puts on a GPU (0: no budget).
+    model_gpu_memory_budget_mib: int = 0
+    # Where inference runs: `auto` picks an NVIDIA GPU when one is present and usable (and says so at
+    # start), `cpu` never uses one, `cuda` requires one.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # The model hub `hearth models pull hf:OWNER/REPO` resolves against (Hugging Face's HTTP API);
+    # unset: $HF_ENDPOINT, else the public hub.
+    hub_url: str | None = None
 
     # Largest JSON request body; multipart routes have their own limits.
     max_json_body_bytes: int = 8 * MiB
@@ -76,6 +105,14 @@ class Settings(BaseSettings):
     job_concurrency: int = 2
     # A job whose worker stops heartbeating for this long is claimed again by another.
     job_lease_seconds: float = 30.0
+    # Fine-tuning jobs one process trains at once (each takes the cores it is given), and their
+    # threads (0: inference_threads, else every core).
+    fine_tuning_concurrency: int = 1
+    fine_tuning_threads: int = 0
+
+    # Vector stores: fuse a full-text (BM25) ranking with the vectors' (reciprocal rank). Off: on the
+    # benchmark's question set it changed no result (docs/benchmarks.md).
+    vector_store_hybrid_search: bool = False
 
     # Where file contents live: a directory under data_dir, or any S3-compatible
     # store (credentials may also come from the standard AWS variables).
@@ -87,6 +124,12 @@ class Settings(BaseSettings):
     s3_secret_access_key: str | None = None
 
     log_level: str = "info"
+    # `text` for people, `json` for log collectors: one object a line with the request id and the
+    # caller's project (see hearth/logs.py).
+    log_format: Literal["text", "json"] = "text"
+    # On SIGTERM or SIGINT the server stops accepting connections and lets requests in flight
+    # finish for up to this long, then cancels what is left and hands its running jobs back.
+    shutdown_timeout_seconds: int = 30
 
     # Web origins allowed to call the API from a browser (CORS), e.g. ["http://localhost:3000"];
     # none by default, ["*"] for any.
@@ -100,6 +143,16 @@ class Settings(BaseSettings):
     # Assistants: how long a run waits in requires_action for tool outputs before it expires
     # (the API's 10 minutes; shorten it only to test or operate).
     assistants_requires_action_seconds: int = 600
+
+    # The code interpreter's sandbox (bubblewrap): per run of code, wall-clock and CPU seconds, memory
+    # (address space) of each process, processes; runs at once per server process. As root, each
+    # concurrent run gets its own unprivileged uid from sandbox_uid_base on.
+    sandbox_wall_seconds: float = 60.0
+    sandbox_cpu_seconds: int = 30
+    sandbox_memory_mb: int = 1024
+    sandbox_processes: int = 8
+    sandbox_slots: int = 2
+    sandbox_uid_base: int = 60001
 
     # Rate limits: counters live in this process unless a Redis URL is given (redis://host:6379/0),
     # which every server process then shares. The defaults apply to every project and model an
@@ -118,6 +171,40 @@ class Settings(BaseSettings):
     prices: dict[str, dict[str, float]] = {}
     # How long an invitation to the organization can be accepted.
     invite_expiry_seconds: int = 7 * 24 * 3600
+
+    # Images: `url` answers are signed links that stop working after this long (the API's hour);
+    # the signing key is HEARTH_IMAGE_URL_SECRET, else a random one kept in the data directory.
+    image_url_ttl_seconds: int = 3600
+    image_url_secret: str | None = None
+    # Picture requests that may wait for one image model beyond the one it paints; more get a 429.
+    image_queue_depth: int = 8
+    # Largest image edit or variation request (up to 16 images for the GPT image models).
+    max_image_request_bytes: int = 64 * MiB
+
+    @field_validator("aliases", mode="before")
+    @classmethod
+    def _parse_aliases(cls, value: Any) -> Any:
+        """``name=model,name=model`` or a JSON object."""
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        if value.startswith("{"):
+            return json.loads(value)
+        table: dict[str, str] = {}
+        for pair in filter(None, (part.strip() for part in value.split(","))):
+            alias, sep, model = (part.strip() for part in pair.partition("="))
+            if not sep or not alias or not model:
+                raise ValueError(f"{pair!r} is not name=model")
+            table[alias] = model
+        return table
+
+    @property
+    def default_model_of_kind(self) -> dict[str, str]:
+        """The default model settings that are set, by kind."""
+        chosen = {"chat": self.default_chat_model, "speech": self.default_speech_model,
+                  "transcription": self.default_transcription_model,
+                  "embedding": self.default_embedding_model}
+        return {kind: model for kind, model in chosen.items() if model}
 
     @cached_property
     def resolved_models_dir(self) -> Path:

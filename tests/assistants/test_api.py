@@ -94,9 +94,11 @@ def test_assistants_threads_and_messages_through_the_sdk(client: OpenAI, raw: Ra
     with pytest.raises(openai.BadRequestError) as too_much:
         client.beta.assistants.update(made[0].id, metadata={f"k{i}": "v" for i in range(17)})
     assert too_much.value.param == "metadata"  # type: ignore[attr-defined]
-    with pytest.raises(openai.BadRequestError) as interpreter:
-        client.beta.assistants.create(model=MODEL, tools=[{"type": "code_interpreter"}])
-    assert interpreter.value.param == "tools[0]" and "code_interpreter" in interpreter.value.message  # type: ignore[attr-defined]
+    interpreter = client.beta.assistants.create(model=MODEL, tools=[{"type": "code_interpreter"}])
+    assert [tool.type for tool in interpreter.tools] == ["code_interpreter"]
+    with pytest.raises(openai.BadRequestError) as too_many:
+        client.beta.assistants.create(model=MODEL, tool_resources={"code_interpreter": {"file_ids": ["f"] * 21}})
+    assert too_many.value.param == "tool_resources.code_interpreter.file_ids"  # type: ignore[attr-defined]
 
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "First."}], metadata={"t": "1"})
     raw("GET", f"/threads/{thread.id}", "ThreadObject")
@@ -293,8 +295,8 @@ def test_a_v1_flow_with_raw_http(client: OpenAI, server: LiveServer) -> None:
     assistant = v1("POST", "/assistants", json={"model": MODEL, "name": "v1 helper", "file_ids": [notes.id],
                                                 "instructions": "Answer in one short sentence."})
     assert assistant["file_ids"] == [notes.id] and "tool_resources" not in assistant
-    assert v1("POST", "/assistants", json={"model": MODEL, "tools": [{"type": "retrieval"}]},
-              status=400)["error"]["param"] == "tools[0]"
+    assert v1("POST", "/assistants", json={"model": MODEL, "tools": [{"type": "file_search"}]},
+              status=400)["error"]["param"] == "tools[0].type"  # v2's tool; v1 has retrieval
     attached = v1("POST", f"/assistants/{assistant['id']}/files", json={"file_id": extra.id})
     assert attached == {"id": extra.id, "object": "assistant.file", "created_at": attached["created_at"],
                         "assistant_id": assistant["id"]}

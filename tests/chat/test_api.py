@@ -96,6 +96,43 @@ def test_every_role_and_a_tool_round_trip(client: OpenAI) -> None:
     assert "31" in answer.choices[0].message.content
 
 
+def test_auto_tool_choice_yields_a_call_and_the_answer_uses_its_result(client: OpenAI) -> None:
+    """What every agent framework does: tools offered with tool_choice "auto" (or left
+    unset); the small default model's call comes back as a call, whole or streamed,
+    and after the result it answers with the result instead of calling again."""
+    question = user("What's the weather in Paris?")
+    whole = client.chat.completions.create(model=MODEL, messages=question, tools=[WEATHER_TOOL],
+                                           tool_choice="auto", max_tokens=64, temperature=0)
+    chunks = list(client.chat.completions.create(model=MODEL, messages=question, stream=True,
+                                                 tools=[WEATHER_TOOL], max_tokens=64, temperature=0))
+
+    choice = whole.choices[0]
+    assert choice.finish_reason == "tool_calls", choice.message.content
+    (call,) = choice.message.tool_calls
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    streamed = [c.choices[0] for c in chunks if c.choices]
+    assert streamed[-1].finish_reason == "tool_calls"
+    streamed_call = next(d.delta.tool_calls[0] for d in streamed if d.delta.tool_calls)
+    assert streamed_call.function.name == "get_weather" and streamed_call.id.startswith("call_")
+
+    answered = [*question, {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+                {"role": "tool", "tool_call_id": call.id, "content": '{"temperature_c": 17, "sky": "light rain"}'}]
+    answer = client.chat.completions.create(model=MODEL, messages=answered, tools=[WEATHER_TOOL],
+                                            max_tokens=48, temperature=0)
+    streamed_answer = "".join(
+        c.choices[0].delta.content or "" for c in client.chat.completions.create(
+            model=MODEL, messages=answered, tools=[WEATHER_TOOL], max_tokens=48, temperature=0,
+            stream=True) if c.choices)
+
+    # Words from the result (neither is in the question), not the call again.
+    for text in (answer.choices[0].message.content, streamed_answer):
+        assert "17" in text or "rain" in text.lower(), text
+        assert "{" not in text and "get_weather" not in text
+    assert answer.choices[0].message.tool_calls is None
+    assert answer.choices[0].finish_reason in ("stop", "length")
+
+
 def test_required_tool_choice_and_legacy_functions(client: OpenAI) -> None:
     required = client.chat.completions.create(
         model=MODEL, messages=user("Weather in Rome?"), tools=[WEATHER_TOOL],

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import jsonschema
 import pytest
 
-from hearth.engines.llama import ContextLengthExceeded, InvalidRequest, LlamaEngine
+from hearth.engines.llama import ContextLengthExceeded, InvalidRequest, LlamaEngine, Stopped
 from tests.conftest import pulled_model_dir
 
 WEATHER_TOOL = {
@@ -99,6 +99,44 @@ def test_closing_a_stream_stops_generation(engine: LlamaEngine) -> None:
     while engine.active_requests():
         time.sleep(0.05)
     assert engine.tokens_generated() - before < 100
+
+
+def test_a_whole_answer_that_may_be_stopped_is_the_same_answer(engine: LlamaEngine) -> None:
+    """Generated as a stream and put together, it matches llama.cpp's own whole answer."""
+    for kind, request in [("chat", ask("Name two colours.", temperature=0, logprobs=True, top_logprobs=1)),
+                          ("complete", {"prompt": "The sky is", "max_tokens": 8, "temperature": 0, "logprobs": 1})]:
+        generate = getattr(engine, kind)
+        whole, stoppable = generate(request), generate(request, stop=threading.Event())
+        for answer in (whole, stoppable):
+            for choice in answer["choices"]:
+                # The tokens chosen must agree; llama.cpp lists top alternatives in varying order,
+                # and its whole answer (not its stream) lists the end token, as "", among them.
+                logprobs = choice.pop("logprobs")
+                tokens = logprobs.get("tokens") or [e["token"] for e in logprobs["content"]]
+                choice["tokens"] = [token for token in tokens if token]
+            for key in ("id", "created", "model"):  # llama.cpp names the model by its path in streams
+                answer.pop(key)
+            answer["usage"].pop("prompt_tokens_details", None)
+        assert stoppable == whole
+
+
+def test_a_whole_answer_stops_when_its_caller_leaves(engine: LlamaEngine) -> None:
+    """Judged by llama.cpp's own count of tokens generated, as for streams."""
+    before = engine.tokens_generated()
+    stop = threading.Event()
+
+    def stop_once_generating() -> None:
+        while not engine.active_requests():
+            time.sleep(0.02)
+        stop.set()
+
+    threading.Thread(target=stop_once_generating, daemon=True).start()
+    with pytest.raises(Stopped):
+        engine.chat(ask("Write a very long story about a dragon.", max_tokens=1000, ignore_eos=True), stop=stop)
+
+    while engine.active_requests():
+        time.sleep(0.05)
+    assert engine.tokens_generated() - before < 500
 
 
 def test_concurrent_streams_progress_together(engine: LlamaEngine) -> None:

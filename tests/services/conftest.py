@@ -78,7 +78,8 @@ class FakeLlama:
     token, counted in usage but not in the text, as llama.cpp counts it. A
     request whose prompt plus ``max_tokens`` exceeds the context is refused
     as llama.cpp refuses it; a named tool choice is answered, whole, with one
-    call to that tool.
+    call to that tool. A whole answer to a message that says "hold" is held
+    until its ``stop`` is set, and then stopped as llama.cpp stops one.
     """
 
     n_parallel = 2
@@ -88,6 +89,7 @@ class FakeLlama:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.ended = threading.Event()  # a stream's generator finished or was closed
+        self.holding = threading.Event()  # a "hold" answer has started generating
         self._vocabulary: dict[str, int] = {}
 
     # -- tokens
@@ -124,8 +126,16 @@ class FakeLlama:
         words, finish, generated = self._generate(said.split(), prompt_tokens, request.get("max_tokens"))
         return words, finish, prompt_tokens, generated
 
-    def chat(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _hold(self, said: str, stop: threading.Event | None) -> None:
+        if said.split()[:1] == ["hold"]:
+            self.holding.set()
+            if stop is None or not stop.wait(timeout=30):
+                raise AssertionError("a held answer was never stopped")
+            raise llama.Stopped("the caller stopped waiting for the answer")
+
+    def chat(self, request: dict[str, Any], stop: threading.Event | None = None) -> dict[str, Any]:
         words, finish, prompt_tokens, generated = self._chat_answer(request)
+        self._hold(" ".join(words), stop)
         message: dict[str, Any] = {"role": "assistant", "content": " ".join(words)}
         if isinstance(choice := request.get("tool_choice"), dict):
             message = {"role": "assistant", "content": None, "tool_calls": [
@@ -182,8 +192,9 @@ class FakeLlama:
             for choice in range(n):
                 yield prompt_index * n + choice, echo, words, finish, prompt_tokens, generated
 
-    def complete(self, request: dict[str, Any]) -> dict[str, Any]:
+    def complete(self, request: dict[str, Any], stop: threading.Event | None = None) -> dict[str, Any]:
         answers = list(self._completions(request))
+        self._hold(" ".join(answers[0][2]), stop)
         choices = [{"index": index, "text": echo + "".join(f" {word}" for word in words), "logprobs": None,
                     "finish_reason": finish} for index, echo, words, finish, _, _ in answers]
         _, _, _, _, prompt_tokens, generated = answers[0]

@@ -151,6 +151,26 @@ def test_stream_of_several_choices_counts_the_prompt_once(hearth: Hearth) -> Non
     assert hearth.only_event().output_tokens == 2 * ANSWER_TOKENS
 
 
+def test_a_whole_answer_abandoned_by_its_caller_stops_generating(hearth: Hearth) -> None:
+    """Cancelling create() (the HTTP layer does when the client hangs up) sets the engine's stop,
+    frees the place at once and meters nothing: no answer was given."""
+    engine = hearth.engine(MODEL)
+
+    async def scenario() -> None:
+        answer = asyncio.ensure_future(service(hearth).create(
+            CALLER, request(messages=[{"role": "user", "content": "hold on please"}])))
+        while not engine.holding.is_set():
+            await asyncio.sleep(0.01)
+        answer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await answer
+        assert hearth.runner(MODEL).admitted == 0
+
+    asyncio.run(scenario())
+
+    assert hearth.meter.events == []
+
+
 @pytest.mark.parametrize("items_read", [1, 2])
 def test_a_closed_stream_is_metered_once_and_frees_its_place(hearth: Hearth, items_read: int) -> None:
     """Closing after the role chunk or the first word records the tokens streamed so far, releases

@@ -23,8 +23,9 @@ def test_list_names_every_pulled_model_by_id_then_alias(hearth: Hearth) -> None:
 
 
 def test_retrieve_answers_under_the_name_asked_for(hearth: Hearth) -> None:
-    """An alias is retrieved under the alias, not the id it stands for."""
-    assert hearth.models.retrieve("whisper-1") == Model(id="whisper-1", created=CREATED, owned_by="hearth")
+    """An alias is retrieved under the alias, not the id it stands for (loaded, on the CPU)."""
+    assert hearth.models.retrieve("whisper-1") == Model(id="whisper-1", created=CREATED, owned_by="hearth",
+                                                        loaded=True, device="cpu")
 
 
 @pytest.mark.parametrize("name", ["no-such-model", "gpt-4o", "unpulled-llama"])

@@ -36,6 +36,7 @@ from typing import Literal, Protocol
 from sqlalchemy import insert
 from sqlalchemy.exc import DataError, IntegrityError, NotSupportedError, ProgrammingError
 
+from hearth import metrics
 from hearth.caller import Caller
 from hearth.store.db import Database
 from hearth.store.ids import now
@@ -107,6 +108,17 @@ class RecordingMeter:
         self.events.append(event)
 
 
+def _count(event: UsageEvent) -> None:
+    """The event's tokens and audio in this process's Prometheus counters."""
+    model = event.model or ""
+    if event.input_tokens:
+        metrics.TOKENS.labels(model, event.kind, "input").inc(event.input_tokens)
+    if event.output_tokens:
+        metrics.TOKENS.labels(model, event.kind, "output").inc(event.output_tokens)
+    if event.seconds:
+        metrics.AUDIO_SECONDS.labels(model, event.kind).inc(event.seconds)
+
+
 class DatabaseMeter:
     """Buffers events and writes them to ``usage_events`` in batches, from a thread of its own."""
 
@@ -126,6 +138,7 @@ class DatabaseMeter:
 
     def record(self, event: UsageEvent) -> None:
         """Buffer ``event``; returns at once, from any thread."""
+        _count(event)
         with self._lock:
             self._buffer.append(event)
             self._trim()

@@ -40,7 +40,9 @@ from typing import Any
 from anyio import to_thread
 from sqlalchemy.orm import Session
 
-from hearth.assistants import objects
+from hearth.assistants import code_interpreter, file_search, objects
+from hearth.assistants.code_interpreter import CodeInterpreter
+from hearth.assistants.file_search import FileSearch
 from hearth.assistants.prompt import chat_request, timeline
 from hearth.assistants.protocol import Version
 from hearth.caller import Caller
@@ -144,13 +146,20 @@ class _Turn:
     calls: dict[int, dict[str, Any]] = field(default_factory=dict)
     finish: str | None = None
     usage: dict[str, int] = field(default_factory=lambda: _usage(0, 0))
+    # Images the run's code made so far: image_file parts of the answer.
+    images: list[str] = field(default_factory=list)
 
 
 class RunExecutor:
-    def __init__(self, db: Database, queue: JobQueue, chat: ChatService, settings: Settings) -> None:
+    def __init__(self, db: Database, queue: JobQueue, chat: ChatService, settings: Settings,
+                 code: CodeInterpreter | None = None, file_search: FileSearch | None = None) -> None:
         self.db = db
+        # Runs the file_search / retrieval tools' searches (None: a run with them fails with a clear error).
+        self.file_search = file_search
         self.queue = queue
         self.chat = chat
+        # Runs the code_interpreter tool's calls (None: a run with that tool fails with a clear error).
+        self.code = code
         # A driver silent this long is presumed dead; its run's job takes over.
         self.takeover_seconds = settings.job_lease_seconds
         self.window_seconds = settings.assistants_requires_action_seconds
@@ -238,9 +247,23 @@ class RunExecutor:
             return
         turn = _Turn()
         try:
-            async with aclosing(self._generate(run, token, turn, streaming, version)) as generated:
-                async for event in generated:
+            async with aclosing(self._search(run, token, version)) as searched:
+                async for event in searched:
                     yield event
+            while True:
+                async with aclosing(self._generate(run, token, turn, streaming, version)) as generated:
+                    async for event in generated:
+                        yield event
+                if not _code_calls(turn) or turn.finish == "length":
+                    break
+                # The model wrote code: run it, record it, and let the model read what it printed.
+                async with aclosing(self._run_code(run, token, turn, version)) as ran:
+                    async for event in ran:
+                        yield event
+                if _function_calls(turn):
+                    break
+                run = await to_thread.run_sync(self._load_run, run.id)
+                turn = _Turn(images=turn.images)
             for event in await to_thread.run_sync(self._conclude, run, token, turn, version):
                 yield event
         except _Stop:
@@ -277,7 +300,9 @@ class RunExecutor:
                         for event in await to_thread.run_sync(self._open_tool_step, run, token, turn, version):
                             yield event
                     assert turn.tool_step is not None
-                    yield "thread.run.step.delta", self._call_delta(turn, piece)
+                    delta = self._call_delta(turn, piece, code_interpreter.enabled(run.tools))
+                    if delta is not None:
+                        yield "thread.run.step.delta", delta
                 elif isinstance(piece, _Finish):
                     turn.finish = piece.reason
                 else:
@@ -290,9 +315,21 @@ class RunExecutor:
             raise _Stop
 
     @staticmethod
-    def _call_delta(turn: _Turn, piece: _Call) -> dict[str, Any]:
+    def _call_delta(turn: _Turn, piece: _Call, code_enabled: bool = False) -> dict[str, Any] | None:
         assert turn.tool_step is not None
         call = turn.calls.setdefault(piece.index, {"id": None, "name": "", "arguments": ""})
+        if code_enabled and (call.get("code") or (piece.name == code_interpreter.FUNCTION and not call["name"])):
+            # The code interpreter's call: its input and outputs are sent whole once it has run.
+            first = not call.get("code")
+            call.update(code=True, name=code_interpreter.FUNCTION)
+            call["id"] = call["id"] or piece.id or f"call_{repo.ordered_id('')[-20:]}"
+            call["arguments"] += piece.arguments
+            if not first:
+                return None
+            code_delta = {"index": piece.index, "id": call["id"], "type": code_interpreter.TYPE,
+                          code_interpreter.TYPE: {"input": "", "outputs": []}}
+            return {"id": turn.tool_step.id, "object": "thread.run.step.delta",
+                    "delta": {"step_details": {"type": "tool_calls", "tool_calls": [code_delta]}}}
         delta: dict[str, Any] = {"index": piece.index, "type": "function", "function": {"arguments": piece.arguments}}
         if call["id"] is None:
             call["id"] = piece.id or f"call_{repo.ordered_id('')[-20:]}"
@@ -312,8 +349,16 @@ class RunExecutor:
         """
         items = await to_thread.run_sync(self._timeline, run)
         items, completion_budget = await self._fit(run, items)
+        code_files: list[str] = []
+        if code_interpreter.enabled(run.tools) and self.code is not None:
+            code_files = await to_thread.run_sync(self.code.file_names, run)
+        knowledge = None
+        if file_search.enabled(run.tools):
+            sources = await to_thread.run_sync(self._sources, run)
+            knowledge = FileSearch.instructions(sources) if sources is not None else None
         while True:
-            body = chat_request(run, items, stream=streaming, max_completion_tokens=completion_budget)
+            body = chat_request(run, items, stream=streaming, max_completion_tokens=completion_budget,
+                                code_files=code_files, knowledge=knowledge)
             try:
                 if streaming:
                     chunks = await self.chat.stream(caller_of(run), body, endpoint=ENDPOINT)
@@ -378,6 +423,100 @@ class RunExecutor:
     def _load(self, run_id: str) -> RunRow | None:
         with self.db.session() as session:
             return repo.run_by_id(session, run_id)
+
+    # -- file search ------------------------------------------------------------------------
+
+    async def _search(self, run: RunRow, token: str, version: Version) -> AsyncGenerator[Event]:
+        """Search the run's files for the user's latest message once, as a completed tool_calls step."""
+        tool = file_search.enabled(run.tools)
+        if tool is None or await to_thread.run_sync(self._sources, run) is not None:
+            return
+        if self.file_search is None:
+            raise APIError("File search is not available in this process.", status_code=500)
+        step = await to_thread.run_sync(self._open_search_step, run, token)
+        body = objects.step_object(step, version)
+        yield "thread.run.step.created", body
+        yield "thread.run.step.in_progress", body
+        call = await self.file_search.search(run, tool)
+        yield "thread.run.step.completed", await to_thread.run_sync(self._close_search_step, run, token, step.id,
+                                                                    call, version)
+
+    def _open_search_step(self, run: RunRow, token: str) -> RunStepRow:
+        with self.db.session() as session:
+            self._guarded(session, run, token)
+            step = self._new_step(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
+            session.add(step)
+        return step
+
+    def _close_search_step(self, run: RunRow, token: str, step_id: str, call: dict[str, Any] | None,
+                           version: Version) -> dict[str, Any]:
+        with self.db.session() as session:
+            self._guarded(session, run, token)
+            step = session.get_one(RunStepRow, step_id)
+            step.step_details = {"type": "tool_calls", "tool_calls": [call] if call else []}
+            step.status, step.completed_at = "completed", now()
+            session.flush()
+            return objects.step_object(step, version)
+
+    def _sources(self, run: RunRow) -> list[file_search.Source] | None:
+        with self.db.session() as session:
+            return file_search.run_sources(session, run)
+
+    def _load_run(self, run_id: str) -> RunRow:
+        run = self._load(run_id)
+        if run is None:
+            raise _Stop
+        return run
+
+    # -- the code interpreter ---------------------------------------------------------------
+
+    async def _run_code(self, run: RunRow, token: str, turn: _Turn, version: Version) -> AsyncGenerator[Event]:
+        """Run the turn's code_interpreter calls, each recorded in the turn's step with its outputs; with no
+        function calls beside them the step completes and the run goes on to its next turn."""
+        assert turn.tool_step is not None
+        if self.code is None:
+            raise APIError("The code interpreter is not available in this process.", status_code=500)
+        first = await to_thread.run_sync(self._first_code_of_run, run.id)
+        for index in sorted(turn.calls):
+            call = turn.calls[index]
+            if not call.get("code") or call.get("record"):
+                continue
+            executed = await self.code.execute(run, call["id"], call["arguments"], first_of_run=first)
+            first = False
+            call["record"] = executed.call
+            turn.images += executed.image_file_ids
+            details = executed.call[code_interpreter.TYPE]
+            yield "thread.run.step.delta", {
+                "id": turn.tool_step.id, "object": "thread.run.step.delta",
+                "delta": {"step_details": {"type": "tool_calls", "tool_calls": [{
+                    "index": index, "id": call["id"], "type": code_interpreter.TYPE,
+                    code_interpreter.TYPE: {"input": details["input"], "outputs": [
+                        {"index": position, **output} for position, output in enumerate(details["outputs"])]}}]}}}
+        if not _function_calls(turn):
+            for event in await to_thread.run_sync(self._complete_code_step, run, token, turn, version):
+                yield event
+
+    def _first_code_of_run(self, run_id: str) -> bool:
+        with self.db.session() as session:
+            return not any(call.get("type") == code_interpreter.TYPE
+                           for step in repo.steps_of_run(session, run_id, ["completed"])
+                           for call in step.step_details.get("tool_calls") or [])
+
+    def _complete_code_step(self, run: RunRow, token: str, turn: _Turn, version: Version) -> list[Event]:
+        assert turn.tool_step is not None
+        stamp = now()
+        with self.db.session() as session:
+            self._guarded(session, run, token)
+            step = session.get_one(RunStepRow, turn.tool_step.id)
+            step.step_details = {"type": "tool_calls",
+                                 "tool_calls": [turn.calls[index]["record"] for index in sorted(turn.calls)]}
+            step.status, step.completed_at, step.usage = "completed", stamp, turn.usage
+            current = session.get_one(RunRow, run.id)
+            current.usage = _added(current.usage, turn.usage)
+            session.flush()
+            body = objects.step_object(step, version)
+        turn.tool_step = None
+        return [("thread.run.step.completed", body)]
 
     def _timeline(self, run: RunRow) -> list[Any]:
         with self.db.session() as session:
@@ -447,7 +586,11 @@ class RunExecutor:
         with self.db.session() as session:
             self._guarded(session, run, token)
             message = session.get_one(ThreadMessageRow, turn.message.id)
-            message.content = [{"type": "text", "text": {"value": turn.text, "annotations": []}}]
+            sources = file_search.run_sources(session, run) if file_search.enabled(run.tools) else None
+            text, annotations = FileSearch.cite(turn.text, sources) if sources else (turn.text, [])
+            message.content = [{"type": "text", "text": {"value": text, "annotations": annotations}},
+                               *({"type": "image_file", "image_file": {"file_id": file_id}}
+                                 for file_id in turn.images)]
             if incomplete:
                 message.status, message.incomplete_at = "incomplete", stamp
                 message.incomplete_details = {"reason": "max_tokens"}
@@ -458,7 +601,9 @@ class RunExecutor:
             session.flush()
             message_body, step_body = objects.message_object(message, version), objects.step_object(step, version)
         turn.message = None
-        return [("thread.message.incomplete" if incomplete else "thread.message.completed", message_body),
+        # Citations: what the text gained (a marker) and the annotations, as a last delta before the end.
+        cited = [file_search.citation_delta(message.id, turn.text, text, annotations)] if annotations else []
+        return [*cited, ("thread.message.incomplete" if incomplete else "thread.message.completed", message_body),
                 ("thread.run.step.completed", step_body)]
 
     def _conclude(self, run: RunRow, token: str, turn: _Turn, version: Version) -> list[Event]:
@@ -491,9 +636,12 @@ class RunExecutor:
 
     def _require_action(self, run: RunRow, token: str, turn: _Turn, version: Version) -> list[Event]:
         assert turn.tool_step is not None
-        calls = []
+        calls, recorded = [], []
         for index in sorted(turn.calls):
             call = turn.calls[index]
+            if call.get("record"):
+                recorded.append(call["record"])  # a code_interpreter call, already run
+                continue
             try:
                 json.loads(call["arguments"] or "{}")
             except ValueError:
@@ -506,8 +654,8 @@ class RunExecutor:
         with self.db.session() as session:
             self._guarded(session, run, token)
             step = session.get_one(RunStepRow, turn.tool_step.id)
-            step.step_details = {"type": "tool_calls", "tool_calls": [
-                {**call, "function": {**call["function"], "output": None}} for call in calls]}
+            step.step_details = {"type": "tool_calls", "tool_calls": [*recorded, *(
+                {**call, "function": {**call["function"], "output": None}} for call in calls)]}
             step.usage = turn.usage
             current = session.get_one(RunRow, run.id)
             required = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": calls}}
@@ -610,12 +758,29 @@ def _token_counts(engine: Any, run: RunRow, items: list[Any]) -> tuple[int, list
     counts = []
     for item in items:
         if isinstance(item, RunStepRow):
-            counts.append(sum(count(call["function"]["arguments"]) + count(call["function"].get("output") or "")
-                              for call in item.step_details.get("tool_calls") or []))
+            counts.append(sum(count(tool_call["function"]["arguments"]) + count(output)
+                              for tool_call, output in map(_as_chat_call, item.step_details.get("tool_calls") or [])))
         else:
             counts.append(count("\n".join(part["text"]["value"] for part in item.content
                                           if part.get("type") == "text")))
     return fixed, counts
+
+
+def _as_chat_call(call: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    if call.get("type") == code_interpreter.TYPE:
+        return code_interpreter.call_messages(call)
+    if call.get("type") in file_search.TYPES:
+        # The search's passages are counted with the instructions they join; the call itself adds nothing.
+        return {"function": {"arguments": ""}}, ""
+    return call, call["function"].get("output") or ""
+
+
+def _code_calls(turn: _Turn) -> bool:
+    return any(call.get("code") for call in turn.calls.values())
+
+
+def _function_calls(turn: _Turn) -> bool:
+    return any(not call.get("code") for call in turn.calls.values())
 
 
 def _auto_truncation(run: RunRow) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hearth.assistants import file_search
 from hearth.assistants.protocol import Version
 from hearth.store.tables import AssistantFileRow, AssistantRow, RunRow, RunStepRow, ThreadMessageRow, ThreadRow
 
@@ -82,11 +83,17 @@ def run_object(row: RunRow, version: Version) -> dict[str, Any]:
     return body
 
 
-def step_object(row: RunStepRow, version: Version) -> dict[str, Any]:
+def step_object(row: RunStepRow, version: Version, include_content: bool = False) -> dict[str, Any]:
+    """``include_content``: file search results with their text (``include[]`` asked for it)."""
+    details = row.step_details
+    if details.get("type") == "tool_calls" and any(call.get("type") in file_search.TYPES
+                                                   for call in details.get("tool_calls") or []):
+        details = {**details, "tool_calls": [file_search.shown(call, include_content)
+                                             for call in details["tool_calls"]]}
     return {
         "id": row.id, "object": "thread.run.step", "created_at": row.created_at, "assistant_id": row.assistant_id,
         "thread_id": row.thread_id, "run_id": row.run_id, "type": row.type, "status": row.status,
-        "step_details": row.step_details, "last_error": row.last_error, "expired_at": row.expired_at,
+        "step_details": details, "last_error": row.last_error, "expired_at": row.expired_at,
         "cancelled_at": row.cancelled_at, "failed_at": row.failed_at, "completed_at": row.completed_at,
         "metadata": row.metadata_ or {}, "usage": row.usage,
     }

@@ -10,10 +10,12 @@ the model's context (``execution.py`` retries with one fewer).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
+from hearth.assistants import code_interpreter
 from hearth.chat.protocol import CreateChatCompletionRequest
 from hearth.errors import invalid_request
 from hearth.store.tables import RunRow, RunStepRow, ThreadMessageRow
@@ -28,17 +30,28 @@ def _text(message: ThreadMessageRow) -> str:
     return "\n".join(part["text"]["value"] for part in message.content if part.get("type") == "text")
 
 
-def _step_messages(step: RunStepRow) -> list[dict[str, Any]]:
+def _step_messages(step: RunStepRow, code_as_text: bool = False) -> list[dict[str, Any]]:
     calls = step.step_details.get("tool_calls") or []
     if not calls:
         return []
-    out: list[dict[str, Any]] = [{"role": "assistant", "content": None, "tool_calls": [
-        {"id": call["id"], "type": "function",
-         "function": {"name": call["function"]["name"], "arguments": call["function"]["arguments"]}}
-        for call in calls]}]
-    out.extend({"role": "tool", "tool_call_id": call["id"], "content": call["function"].get("output") or ""}
-               for call in calls)
-    return out
+    tool_calls, results, texts = [], [], []
+    for call in calls:
+        if call.get("type") == code_interpreter.TYPE and code_as_text:
+            texts += code_interpreter.text_messages(call)
+            continue
+        if call.get("type") == code_interpreter.TYPE:
+            tool_call, output = code_interpreter.call_messages(call)
+        elif call.get("type") == "function":
+            tool_call = {"id": call["id"], "type": "function",
+                         "function": {"name": call["function"]["name"], "arguments": call["function"]["arguments"]}}
+            output = call["function"].get("output") or ""
+        else:
+            continue
+        tool_calls.append(tool_call)
+        results.append({"role": "tool", "tool_call_id": call["id"], "content": output})
+    if not tool_calls:
+        return texts
+    return [*texts, {"role": "assistant", "content": None, "tool_calls": tool_calls}, *results]
 
 
 def timeline(run: RunRow, messages: list[ThreadMessageRow], steps: list[RunStepRow]) -> list[Any]:
@@ -54,25 +67,37 @@ def timeline(run: RunRow, messages: list[ThreadMessageRow], steps: list[RunStepR
     return sorted([*kept, *steps], key=lambda item: _order(item.id))
 
 
-def chat_request(run: RunRow, items: list[Any], *, stream: bool,
-                 max_completion_tokens: int | None = None) -> CreateChatCompletionRequest:
-    """The chat completion request for the run's next turn; a 400 if it cannot be made."""
+def chat_request(run: RunRow, items: list[Any], *, stream: bool, max_completion_tokens: int | None = None,
+                 code_files: Sequence[str] = (), knowledge: str | None = None) -> CreateChatCompletionRequest:
+    """The chat completion request for the run's next turn; a 400 if it cannot be made. ``knowledge``: the
+    file search's passages, after the instructions."""
     messages: list[dict[str, Any]] = []
-    if run.instructions:
-        messages.append({"role": "system", "content": run.instructions})
+    system = "\n\n".join(part for part in (run.instructions, knowledge) if part)
+    if system:
+        messages.append({"role": "system", "content": system})
+    code_calls = [call for item in items if isinstance(item, RunStepRow) and item.run_id == run.id
+                  for call in item.step_details.get("tool_calls") or [] if call.get("type") == code_interpreter.TYPE]
+    # The turn that answers from the code's output reads it as text, with no tools to call.
+    code_as_text = code_interpreter.answers_from_text(run.tool_choice, run.tools, code_calls)
     for item in items:
         if isinstance(item, RunStepRow):
-            messages.extend(_step_messages(item))
+            messages.extend(_step_messages(item, code_as_text))
         else:
             messages.append({"role": item.role, "content": _text(item)})
     body: dict[str, Any] = {"model": run.model, "messages": messages}
-    if run.tools:
-        body["tools"] = run.tools
+    # file_search and retrieval are not the model's to call: the run searched before the turn.
+    tools = [tool for tool in code_interpreter.chat_tools(run.tools, code_files) if tool.get("type") == "function"]
+    if tools and not code_as_text:
+        body["tools"] = tools
         body["parallel_tool_calls"] = run.parallel_tool_calls
-        if run.tool_choice is not None:
-            # A forced choice ("required", or a named function) forces the turn before the run's calls
-            # are answered; after them the model reads the outputs and may answer (else it would loop).
-            answered = any(isinstance(item, RunStepRow) and item.run_id == run.id for item in items)
+        # A forced choice ("required", or a named function) forces the turn before the run's calls
+        # are answered; after them the model reads the outputs and may answer (else it would loop).
+        answered = any(isinstance(item, RunStepRow) and item.run_id == run.id and _step_messages(item)
+                       for item in items)
+        if code_interpreter.enabled(run.tools):
+            body["tool_choice"] = code_interpreter.chat_tool_choice(run.tool_choice, run.tools, code_calls,
+                                                                    answered)
+        elif run.tool_choice is not None:
             body["tool_choice"] = "auto" if answered and run.tool_choice != "none" else run.tool_choice
     for field in ("temperature", "top_p"):
         if getattr(run, field) is not None:

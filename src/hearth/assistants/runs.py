@@ -19,7 +19,7 @@ from typing import Any
 from anyio import to_thread
 from sqlalchemy.orm import Session
 
-from hearth.assistants import objects
+from hearth.assistants import code_interpreter, file_search, objects
 from hearth.assistants.execution import ATTEMPTS, RUN, Event, RunExecutor, expire_if_due
 from hearth.assistants.protocol import (
     CreateRunRequest,
@@ -52,7 +52,7 @@ from hearth.store.pagination import PageRequest
 from hearth.store.tables import RunRow, RunStepRow, ThreadRow
 
 Page = tuple[list[dict[str, Any]], bool]
-# What `include[]` may ask of run steps; file search results are never there while file search is refused.
+# What `include[]` may ask of run steps: the text of file search results.
 STEP_INCLUDES = ("step_details.tool_calls[*].file_search.results[*].content",)
 
 
@@ -62,12 +62,17 @@ def _tool_choice(choice: Any, tools: list[dict[str, Any]]) -> Any:
             raise InvalidRequest("tool_choice 'required' needs at least one tool.", param="tool_choice")
         return choice
     assert isinstance(choice, NamedToolChoice)
+    if choice.type == code_interpreter.TYPE:
+        if not code_interpreter.enabled(tools):
+            raise InvalidRequest("tool_choice names the 'code_interpreter' tool, which is not among the run's "
+                                 "tools.", param="tool_choice")
+        return {"type": code_interpreter.TYPE}
     if choice.type != "function":
         raise InvalidRequest(f"tool_choice names the '{choice.type}' tool, which is not available on this "
                              "server yet.", param="tool_choice.type", code="unsupported_tool")
     if choice.function is None:
         raise InvalidRequest("Missing required parameter: 'tool_choice.function'.", param="tool_choice.function")
-    if choice.function.name not in {tool["function"]["name"] for tool in tools}:
+    if choice.function.name not in {tool["function"]["name"] for tool in tools if tool["type"] == "function"}:
         raise InvalidRequest(f"tool_choice names the function '{choice.function.name}', which is not among "
                              "the run's tools.", param="tool_choice")
     return {"type": "function", "function": {"name": choice.function.name}}
@@ -92,6 +97,8 @@ class RunService:
         model = body.model or assistant.model
         self.models.resolve(model, "chat")
         tools = check_tools(body.tools, version) if body.tools is not None else assistant.tools
+        if code_interpreter.enabled(tools):
+            code_interpreter.check_available("tools")
         instructions = body.instructions if body.instructions is not None else assistant.instructions or ""
         if isinstance(body, CreateRunRequest) and body.additional_instructions:
             instructions = f"{instructions}\n\n{body.additional_instructions}" if instructions \
@@ -132,7 +139,8 @@ class RunService:
             thread = thread_of(session, caller, thread_id)
             refuse_if_active(session, thread_id)
             for index, message in enumerate(body.additional_messages or []):
-                new_message(session, caller, thread_id, message, version, f"additional_messages[{index}]")
+                new_message(session, caller, thread_id, message, version, f"additional_messages[{index}]",
+                            self.executor.file_search.stores if self.executor.file_search is not None else None)
             run = self._new_run(session, caller, thread, body, version, driver)
             session.flush()
             return objects.run_object(run, version)
@@ -141,9 +149,11 @@ class RunService:
                               driver: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         check_version_fields(body, version)
         with self.db.session() as session:
-            thread = new_thread(session, caller, body.thread, version, "thread")
+            stores = self.executor.file_search.stores if self.executor.file_search is not None else None
+            thread = new_thread(session, caller, body.thread, version, "thread", stores=stores)
             if body.tool_resources is not None:
-                thread.tool_resources = check_tool_resources(body.tool_resources)
+                thread.tool_resources = file_search.settle(session, caller, stores,
+                                                           check_tool_resources(body.tool_resources))
             run = self._new_run(session, caller, thread, body, version, driver)
             session.flush()
             return objects.thread_object(thread, version), objects.run_object(run, version)
@@ -277,7 +287,7 @@ class RunService:
         with self.db.session() as session:
             self._run(session, caller, thread_id, run_id)
             rows, has_more = repo.list_steps(session, run_id, page)
-            return [objects.step_object(row, version) for row in rows], has_more
+            return [objects.step_object(row, version, include_content=bool(include)) for row in rows], has_more
 
     def retrieve_step(self, caller: Caller, thread_id: str, run_id: str, step_id: str, include: list[str],
                       version: Version) -> dict[str, Any]:
@@ -287,13 +297,14 @@ class RunService:
             step = repo.get_step(session, run_id, step_id)
             if step is None:
                 raise NotFound(f"No run step found with id '{step_id}'.", param="step_id")
-            return objects.step_object(step, version)
+            return objects.step_object(step, version, include_content=bool(include))
 
 
 def _answer(step: RunStepRow, outputs: dict[str, str], stamp: int) -> None:
     calls = step.step_details.get("tool_calls") or []
     step.step_details = {"type": "tool_calls", "tool_calls": [
-        {**call, "function": {**call["function"], "output": outputs.get(call["id"], "")}} for call in calls]}
+        {**call, "function": {**call["function"], "output": outputs.get(call["id"], "")}}
+        if call.get("type") == "function" else call for call in calls]}
     step.status, step.completed_at = "completed", stamp
 
 

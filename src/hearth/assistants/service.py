@@ -2,9 +2,10 @@
 
 Every object belongs to the caller's project; another project's id is a 404.
 What a version does not have is refused by name, as an unknown argument
-would be. Tools that need retrieval, file search or the code interpreter are
-refused with a 400 naming the tool until those land; function tools are
-served by the chat model (``runs.py``, ``execution.py``).
+would be. Function tools are served by the chat model (``runs.py``,
+``execution.py``); ``file_search`` (v2) and ``retrieval`` (v1) by
+``file_search.py`` over vector stores; the code interpreter by
+``code_interpreter.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from hearth.assistants import objects
+from hearth.assistants import code_interpreter, file_search, objects
 from hearth.assistants.protocol import (
     CreateAssistantFileRequest,
     CreateAssistantRequest,
@@ -42,17 +43,13 @@ from hearth.store.db import Database
 from hearth.store.ids import now
 from hearth.store.pagination import PageRequest
 from hearth.store.tables import AssistantFileRow, AssistantRow, ThreadMessageRow, ThreadRow
+from hearth.vector_stores.service import VectorStoreService
 
 # A run in one of these holds its thread: no message may be added nor another run started.
 ACTIVE_RUN_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
 # Fields only one version has; the other refuses them as unknown arguments.
 _V1_ONLY = ("file_ids",)
 _V2_ONLY = ("tool_resources", "attachments")
-_LATER_TOOLS = {
-    "code_interpreter": "the code interpreter sandbox",
-    "file_search": "vector stores and file search",
-    "retrieval": "retrieval over files",
-}
 
 Page = tuple[list[dict[str, Any]], bool]
 
@@ -71,30 +68,32 @@ def check_version_fields(body: BaseModel, version: Version, prefix: str = "") ->
 
 def check_tools(tools: Sequence[Tool] | None, version: Version, param: str = "tools") -> list[dict[str, Any]]:
     """The tools as stored, or a 400 naming the first one this server cannot run yet."""
-    out = []
+    out: list[dict[str, Any]] = []
     for index, tool in enumerate(tools or []):
-        if tool.type in _LATER_TOOLS:
-            valid = "retrieval" if version == "v1" else "file_search"
-            if tool.type in ("retrieval", "file_search") and tool.type != valid:
-                raise InvalidRequest(f"Invalid value for '{param}[{index}].type': '{tool.type}' is not a tool "
-                                     f"of Assistants {version}.", param=f"{param}[{index}].type")
-            raise InvalidRequest(
-                f"The '{tool.type}' tool is not available on this server yet: it needs "
-                f"{_LATER_TOOLS[tool.type]}, which Hearth does not provide yet. Use 'function' tools.",
-                param=f"{param}[{index}]", code="unsupported_tool")
+        if tool.type == code_interpreter.TYPE:
+            code_interpreter.check_available(f"{param}[{index}]")
+            out.append({"type": code_interpreter.TYPE})
+            continue
+        if tool.type in file_search.TYPES:
+            out.append(file_search.check_tool(tool, version, f"{param}[{index}]"))
+            continue
         assert isinstance(tool, FunctionTool)
         out.append({"type": "function", "function": tool.function.model_dump(exclude_none=True)})
+    code_interpreter.check_function_names(out, param)
     return out
 
 
 def check_tool_resources(resources: dict[str, Any] | None, param: str = "tool_resources") -> dict[str, Any]:
-    for name in (resources or {}):
-        if name in _LATER_TOOLS:
-            raise InvalidRequest(
-                f"'{param}.{name}' is for the '{name}' tool, which is not available on this server yet "
-                f"(it needs {_LATER_TOOLS[name]}).", param=f"{param}.{name}", code="unsupported_tool")
+    out: dict[str, Any] = {}
+    for name, value in (resources or {}).items():
+        if name == code_interpreter.TYPE:
+            out[name] = code_interpreter.check_resource(value, f"{param}.{name}")
+            continue
+        if name == "file_search":
+            out[name] = file_search.check_resource(value, f"{param}.{name}")
+            continue
         raise InvalidRequest(f"Unrecognized request argument supplied: {param}.{name}", param=f"{param}.{name}")
-    return {}
+    return out
 
 
 def response_format_value(value: ResponseFormat | None, version: Version, param: str = "response_format") -> Any:
@@ -139,41 +138,52 @@ def message_content(body: CreateMessageRequest, param: str) -> list[dict[str, An
 
 
 def new_message(session: Session, caller: Caller, thread_id: str, body: CreateMessageRequest, version: Version,
-                param: str = "") -> ThreadMessageRow:
-    """Check a create-message request and add its message to the session."""
+                param: str = "", stores: VectorStoreService | None = None) -> ThreadMessageRow:
+    """Check a create-message request and add its message to the session (files attached for file search
+    join the thread's vector store)."""
     check_version_fields(body, version, param + "." if param else "")
     where = param or "content"
-    if body.attachments:
-        raise InvalidRequest("Message attachments are read by the file_search and code_interpreter tools, "
-                             "which are not available on this server yet.",
-                             param=f"{param}.attachments" if param else "attachments", code="unsupported_tool")
+    attachments_param = f"{param}.attachments" if param else "attachments"
+    attachments = code_interpreter.check_attachments(file_search.other_attachments(body.attachments),
+                                                     attachments_param)
+    if attachments is None:
+        raise InvalidRequest("Message attachments are for the code_interpreter and file_search tools; another "
+                             "tool (or none) was named.", param=attachments_param, code="unsupported_tool")
+    searched = file_search.attachment_files(body.attachments)
+    if searched:
+        check_files(session, caller, searched, attachments_param)
+        file_search.attach_to_thread(session, caller, stores, thread_id, searched, attachments_param)
+        attachments = file_search.stored_attachments(body.attachments)
     if version == "v1" and not isinstance(body.content, str):
         raise InvalidRequest(f"Invalid type for '{where}': Assistants v1 takes message content as a string.",
                              param=where)
     file_ids = body.file_ids or []
     check_files(session, caller, file_ids, f"{param}.file_ids" if param else "file_ids")
+    check_files(session, caller, [item["file_id"] for item in attachments], attachments_param)
     row = ThreadMessageRow(
         id=repo.ordered_id("msg_"), thread_id=thread_id, project_id=caller.project_id, created_at=now(),
         role=body.role, content=message_content(body, param), status="completed", completed_at=now(),
-        attachments=[], file_ids=file_ids, metadata_=body.metadata,
+        attachments=attachments, file_ids=file_ids, metadata_=body.metadata,
     )
     session.add(row)
     return row
 
 
 def new_thread(session: Session, caller: Caller, body: CreateThreadRequest | None, version: Version,
-               param: str = "") -> ThreadRow:
+               param: str = "", stores: VectorStoreService | None = None) -> ThreadRow:
     body = body or CreateThreadRequest()
     prefix = param + "." if param else ""
     check_version_fields(body, version, prefix)
     thread = ThreadRow(id=repo.ordered_id("thread_"), organization_id=caller.organization_id,
                        project_id=caller.project_id, created_at=now(),
-                       tool_resources=check_tool_resources(body.tool_resources, f"{prefix}tool_resources"),
+                       tool_resources=file_search.settle(
+                           session, caller, stores, check_tool_resources(body.tool_resources, f"{prefix}tool_resources"),
+                           f"{prefix}tool_resources"),
                        metadata_=body.metadata)
     session.add(thread)
     session.flush()  # the thread's row first: its messages refer to it
     for index, message in enumerate(body.messages or []):
-        new_message(session, caller, thread.id, message, version, f"{prefix}messages[{index}]")
+        new_message(session, caller, thread.id, message, version, f"{prefix}messages[{index}]", stores)
     return thread
 
 
@@ -202,9 +212,11 @@ def refuse_if_active(session: Session, thread_id: str) -> None:
 
 
 class AssistantsService:
-    def __init__(self, db: Database, models: ModelService) -> None:
+    def __init__(self, db: Database, models: ModelService, vector_stores: VectorStoreService | None = None) -> None:
         self.db = db
         self.models = models
+        # Makes the stores of tool_resources.file_search.vector_stores (None: file search refused).
+        self.vector_stores = vector_stores
 
     # assistants
 
@@ -222,6 +234,7 @@ class AssistantsService:
         )
         with self.db.session() as session:
             check_files(session, caller, row.file_ids, "file_ids")
+            row.tool_resources = file_search.settle(session, caller, self.vector_stores, row.tool_resources)
             session.add(row)
             session.flush()  # the assistant's row first: its files refer to it
             for file_id in row.file_ids:
@@ -258,7 +271,8 @@ class AssistantsService:
             if "tools" in given:
                 row.tools = check_tools(body.tools, version)
             if "tool_resources" in given:
-                row.tool_resources = check_tool_resources(body.tool_resources)
+                row.tool_resources = file_search.settle(session, caller, self.vector_stores,
+                                                        check_tool_resources(body.tool_resources))
             if "metadata" in given:
                 row.metadata_ = body.metadata
             if "response_format" in given:
@@ -326,7 +340,7 @@ class AssistantsService:
 
     def create_thread(self, caller: Caller, body: CreateThreadRequest | None, version: Version) -> dict[str, Any]:
         with self.db.session() as session:
-            thread = new_thread(session, caller, body, version)
+            thread = new_thread(session, caller, body, version, stores=self.vector_stores)
             return objects.thread_object(thread, version)
 
     def retrieve_thread(self, caller: Caller, thread_id: str, version: Version) -> dict[str, Any]:
@@ -339,7 +353,8 @@ class AssistantsService:
         with self.db.session() as session:
             thread = thread_of(session, caller, thread_id)
             if "tool_resources" in body.model_fields_set:
-                thread.tool_resources = check_tool_resources(body.tool_resources)
+                thread.tool_resources = file_search.settle(session, caller, self.vector_stores,
+                                                           check_tool_resources(body.tool_resources))
             if "metadata" in body.model_fields_set:
                 thread.metadata_ = body.metadata
             session.flush()
@@ -358,7 +373,8 @@ class AssistantsService:
         with self.db.session() as session:
             thread_of(session, caller, thread_id)
             refuse_if_active(session, thread_id)
-            return objects.message_object(new_message(session, caller, thread_id, body, version), version)
+            return objects.message_object(new_message(session, caller, thread_id, body, version,
+                                                      stores=self.vector_stores), version)
 
     def _message(self, session: Session, caller: Caller, thread_id: str, message_id: str) -> ThreadMessageRow:
         thread_of(session, caller, thread_id)

@@ -64,7 +64,8 @@ class ModelSpec:
 
 def _parse_model(raw: dict[str, Any]) -> ModelSpec:
     files = tuple(
-        ModelFile(f["path"], f["size"], f["sha256"], tuple(Source.parse(s) for s in f["sources"]))
+        # A file without sources was imported from this machine: it cannot be pulled again.
+        ModelFile(f["path"], f["size"], f["sha256"], tuple(Source.parse(s) for s in f.get("sources", ())))
         for f in raw.get("files", [])
     )
     return ModelSpec(
@@ -80,6 +81,10 @@ def _parse_model(raw: dict[str, Any]) -> ModelSpec:
     )
 
 
+class CatalogError(ValueError):
+    """A catalog file that cannot be served from: malformed, or naming a model twice."""
+
+
 class UnknownModel(KeyError):
     def __init__(self, name: str) -> None:
         super().__init__(name)
@@ -93,7 +98,7 @@ class Catalog:
         for spec in models:
             for name in (spec.id, *spec.aliases):
                 if name in self._by_name:
-                    raise ValueError(f"model name {name!r} is defined twice in the catalog")
+                    raise CatalogError(f"model name {name!r} is defined twice in the catalog")
                 self._by_name[name] = spec
 
     @classmethod

@@ -181,7 +181,8 @@ class Fetcher:
     def _hub_chunks(self, repo: str, path: str) -> Iterator[bytes]:
         if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
             raise SourceUnavailable("HF_HUB_OFFLINE is set")
-        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+        endpoint = (os.environ.get("HEARTH_HUB_URL") or os.environ.get("HF_ENDPOINT")
+                    or "https://huggingface.co").rstrip("/")
         url = f"{endpoint}/{repo}/resolve/main/{path}"
         try:
             with httpx.stream("GET", url, follow_redirects=True,

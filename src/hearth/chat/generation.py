@@ -3,11 +3,15 @@ stream priming."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from hearth import metrics
 from hearth.accounting.meter import UsageEvent
 from hearth.caller import Caller
 from hearth.catalog.catalog import ModelSpec
@@ -60,6 +64,22 @@ def engine_errors(engine: llama.LlamaEngine, prompt_param: str) -> Iterator[None
         raise InvalidRequest(exc.message, param=exc.param) from None
 
 
+async def generate_whole(model: LoadedModel, fn: Callable[..., T], *args: Any,
+                         admission: Admission) -> T:
+    """Run ``fn(*args, stop=...)`` on the model's threads for a whole answer.
+
+    If the awaiting task is cancelled (the client went away), ``stop`` is set
+    and the engine ends generation at its next token instead of finishing an
+    answer nobody will read.
+    """
+    stop = threading.Event()
+    try:
+        return await model.runner.run(fn, *args, stop=stop, admission=admission)
+    except asyncio.CancelledError:
+        stop.set()
+        raise
+
+
 async def start_stream(model: LoadedModel, request: dict[str, Any], prompt_param: str,
                        generate: Callable[[dict[str, Any]], Iterator[dict[str, Any]]],
                        admission: Admission) -> AsyncIterator[dict[str, Any]]:
@@ -69,8 +89,11 @@ async def start_stream(model: LoadedModel, request: dict[str, Any], prompt_param
     """
     # Usage is always requested so it can be summed over choices; sent only if asked for.
     request["stream_options"] = {"include_usage": True}
+    started = time.perf_counter()
     chunks = model.runner.stream(lambda: generate(request), admission=admission)
-    return await prime(_refusals_mapped(chunks, model.engine, prompt_param))
+    primed = await prime(_refusals_mapped(chunks, model.engine, prompt_param))
+    metrics.TIME_TO_FIRST_TOKEN.labels(model.spec.id).observe(time.perf_counter() - started)
+    return primed
 
 
 async def _refusals_mapped(chunks: AsyncIterator[T], engine: llama.LlamaEngine,

@@ -9,6 +9,7 @@ that does not fit the context window as its first event.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -21,6 +22,7 @@ from hearth.chat.generation import (
     check_limits,
     engine_errors,
     fingerprint,
+    generate_whole,
     metered,
     start_stream,
     usage_event,
@@ -225,9 +227,10 @@ def _generated_text(choice: dict[str, Any]) -> str:
     return (message.get("content") or "") + "".join(json.dumps(call["function"]) for call in calls)
 
 
-def _chat(engine: llama.LlamaEngine, request: EngineRequest) -> dict[str, Any]:
+def _chat(engine: llama.LlamaEngine, request: EngineRequest,
+          stop: threading.Event | None = None) -> dict[str, Any]:
     """Runs on the model's thread: the completion, with usage counted over every choice."""
-    response = engine.chat(request)
+    response = engine.chat(request, stop=stop)
     if len(response["choices"]) > 1:
         # llama.cpp reports one choice's tokens; count each choice with the real tokenizer.
         response["usage"]["completion_tokens"] = sum(
@@ -306,11 +309,11 @@ class ChatService:
                      batch: bool | None = None) -> ChatCompletion:
         """``endpoint`` and ``batch`` say how usage is metered (other APIs built on chat name
         their own); ``batch`` defaults to ``background``."""
-        model = await self.models.load(body.model, "chat")
+        model = await self.models.load(body.model, "chat", caller)
         request = engine_request(body, model)
         with await self.models.admit(model, background=background) as admission, \
                 engine_errors(model.engine, "messages"):
-            raw = await model.runner.run(_chat, model.engine, request, admission=admission)
+            raw = await generate_whole(model, _chat, model.engine, request, admission=admission)
         usage = Usage.of(raw["usage"]["prompt_tokens"], raw["usage"]["completion_tokens"])
         self.meter.record(usage_event(caller, endpoint, body.model, usage,
                                       batch=background if batch is None else batch))
@@ -324,7 +327,7 @@ class ChatService:
     async def stream(self, caller: Caller, body: CreateChatCompletionRequest, *,
                      endpoint: str = ENDPOINT) -> AsyncIterator[ChatCompletionChunk]:
         """Start generating and return the chunks; refusals raise before the first one."""
-        model = await self.models.load(body.model, "chat")
+        model = await self.models.load(body.model, "chat", caller)
         request = engine_request(body, model)
         admission = await self.models.admit(model)
         raw_chunks = await start_stream(model, request, "messages", model.engine.chat_stream,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -16,6 +17,7 @@ from hearth.chat.generation import (
     check_limits,
     engine_errors,
     fingerprint,
+    generate_whole,
     metered,
     start_stream,
     usage_event,
@@ -62,12 +64,12 @@ def _prompt_tokens(engine: llama.LlamaEngine, prompts: list[str] | list[list[int
     return [len(p) if isinstance(p, list) else len(engine.tokenize(p)) for p in prompts]
 
 
-def _complete(engine: llama.LlamaEngine, request: EngineRequest, body: CreateCompletionRequest
-              ) -> tuple[dict[str, Any], Usage]:
+def _complete(engine: llama.LlamaEngine, request: EngineRequest, body: CreateCompletionRequest,
+              stop: threading.Event | None = None) -> tuple[dict[str, Any], Usage]:
     """Runs on the model's thread: the completion, with usage over every prompt and choice."""
     if request.get("max_tokens") == 0:
         return _nothing_to_generate(engine, request, body)
-    response = engine.complete(request)
+    response = engine.complete(request, stop=stop)
     usage = Usage(completion_tokens=response["usage"]["completion_tokens"])
     prompt_tokens = _prompt_tokens(engine, body.prompts)
     usage.prompt_tokens = sum(prompt_tokens)
@@ -122,12 +124,12 @@ class CompletionService:
 
     async def create(self, caller: Caller, body: CreateCompletionRequest, *,
                      background: bool = False) -> TextCompletion:
-        model = await self.models.load(body.model, "chat")
+        model = await self.models.load(body.model, "chat", caller)
         request = engine_request(body, model)
         with await self.models.admit(model, background=background) as admission, \
                 engine_errors(model.engine, "prompt"):
-            raw, usage = await model.runner.run(_complete, model.engine, request, body,
-                                                admission=admission)
+            raw, usage = await generate_whole(model, _complete, model.engine, request, body,
+                                              admission=admission)
         self.meter.record(usage_event(caller, ENDPOINT, body.model, usage.total(),
                                       batch=background))
         return TextCompletion(
@@ -138,7 +140,7 @@ class CompletionService:
     async def stream(self, caller: Caller, body: CreateCompletionRequest
                      ) -> AsyncIterator[TextCompletion]:
         """Start generating and return the chunks; refusals raise before the first one."""
-        model = await self.models.load(body.model, "chat")
+        model = await self.models.load(body.model, "chat", caller)
         request = engine_request(body, model)
         admission = await self.models.admit(model)
         raw_chunks = await start_stream(model, request, "prompt", model.engine.complete_stream,

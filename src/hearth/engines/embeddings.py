@@ -70,7 +70,8 @@ class InvalidTokens(ValueError):
 class EmbeddingEngine:
     """all-MiniLM-L6-v2: 384-dimensional unit vectors for texts or token-id arrays."""
 
-    def __init__(self, model_dir: Path, *, threads: int | None = None) -> None:
+    def __init__(self, model_dir: Path, *, threads: int | None = None,
+                 providers: list[str] | None = None) -> None:
         self._tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
         # The shipped tokenizer pads and truncates to 128; batching pads here
         # instead, and overlong inputs must be seen whole to be refused.
@@ -82,7 +83,7 @@ class EmbeddingEngine:
         self._session = ort.InferenceSession(
             str(model_dir / MODEL_FILE),
             _session_options(threads),
-            providers=["CPUExecutionProvider"],
+            providers=providers or ["CPUExecutionProvider"],
         )
         self.dimensions: int = self._session.get_outputs()[0].shape[-1]
         # Tokens the model reads at once; an input may hold up to ``max_tokens`` of OpenAI's.

@@ -123,13 +123,14 @@ class KokoroEngine:
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, model_dir: Path, *, threads: int | None = None) -> None:
+    def __init__(self, model_dir: Path, *, threads: int | None = None,
+                 providers: list[str] | None = None) -> None:
         model_dir = Path(model_dir)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         self._session = ort.InferenceSession(
-            str(model_dir / MODEL_FILE), options, providers=["CPUExecutionProvider"]
+            str(model_dir / MODEL_FILE), options, providers=providers or ["CPUExecutionProvider"]
         )
         self._tokenizer = Tokenizer()
         self._styles = {

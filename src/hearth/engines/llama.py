@@ -23,12 +23,15 @@ from typing import Any
 
 import xllamacpp
 
+from hearth.engines import tool_calls
+
 __all__ = [
     "ContextLengthExceeded",
     "EngineFailure",
     "InvalidRequest",
     "LlamaEngine",
     "LlamaError",
+    "Stopped",
 ]
 
 Request = dict[str, Any]
@@ -64,16 +67,26 @@ class EngineFailure(LlamaError):
     """llama.cpp failed for a reason that is not the client's fault."""
 
 
+class Stopped(LlamaError):
+    """Generation was stopped before the answer was whole (its caller went away)."""
+
+
 class LlamaEngine:
     """One loaded GGUF model serving up to `n_parallel` requests at once."""
 
     def __init__(self, model_path: Path, *, n_ctx: int, n_parallel: int, threads: int,
-                 prompt_cache_mib: int = 256) -> None:
+                 prompt_cache_mib: int = 256, gpu_layers: int = 0,
+                 lora_adapter: Path | None = None) -> None:
         params = xllamacpp.CommonParams()
         params.model.path = str(model_path)
+        if lora_adapter is not None:
+            # A fine-tuned model: llama.cpp applies the LoRA GGUF to the (quantized) base weights.
+            params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(lora_adapter), 1.0)]
         # llama.cpp splits n_ctx across slots; Hearth's n_ctx is the per-request window.
         params.n_ctx = n_ctx * n_parallel
         params.n_parallel = n_parallel
+        # Layers offloaded to a GPU (HEARTH_DEVICE); 0 keeps the model on the CPU.
+        params.n_gpu_layers = gpu_layers
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = threads
         # llama.cpp's threads spin while they wait for work by default; on a
@@ -102,12 +115,18 @@ class LlamaEngine:
 
     # -- chat ----------------------------------------------------------------
 
-    def chat(self, request: Request) -> dict[str, Any]:
-        """Create a chat completion (the body of POST /v1/chat/completions, stream false)."""
+    def chat(self, request: Request, *, stop: threading.Event | None = None) -> dict[str, Any]:
+        """Create a chat completion (the body of POST /v1/chat/completions, stream false).
+
+        Setting ``stop`` (the caller went away) ends generation at the next token
+        with :class:`Stopped`.
+        """
         body, forced_tools = self._chat_body(request, stream=False)
-        response = self._call(self._server.handle_chat_completions, body)
+        response = self._whole(self._server.handle_chat_completions, body, stop)
         if forced_tools:
             _as_tool_calls(response["choices"], forced_tools)
+        elif _offers_tools(body):
+            self._recognise_calls(body, response)
         return _finish(response, request)
 
     def chat_stream(self, request: Request) -> Iterator[Chunk]:
@@ -118,8 +137,69 @@ class LlamaEngine:
             # something once complete, so it is generated whole and then chunked.
             yield from _completion_as_chunks(self.chat({**request, "stream": False}), request)
             return
+        if _offers_tools(body):
+            yield from self._stream_recognising_calls(request, body)
+            return
         for chunk in self._stream(self._server.handle_chat_completions, body):
             yield _finish(chunk, request)
+
+    def _recognise_calls(self, body: Request, response: dict[str, Any]) -> None:
+        """Turn calls the model wrote as text into tool calls; where it only repeated a
+        call already answered, ask again for an answer in words."""
+        repeated = []
+        for choice in response["choices"]:
+            message = choice["message"]
+            text = message.get("content") or ""
+            calls = message.get("tool_calls") or tool_calls.parse_calls(text, body["tools"])
+            if tool_calls.repeats_answered_call(text, calls, body["messages"]):
+                repeated.append(choice)
+                continue
+            if not calls:
+                continue
+            if body.get("parallel_tool_calls") is False:
+                calls = calls[:1]
+            message.update(content=None, tool_calls=calls)
+            choice["finish_reason"] = "tool_calls"
+        if repeated:
+            answer = self._call(self._server.handle_chat_completions, _prose_body(body))
+            for choice in repeated:
+                choice.update(answer["choices"][choice["index"]])
+            usage, extra = response.get("usage") or {}, answer.get("usage") or {}
+            for key in ("completion_tokens", "total_tokens"):
+                if key in usage:
+                    usage[key] += extra.get("completion_tokens", 0)
+
+    def _stream_recognising_calls(self, request: Request, body: Request) -> Iterator[Chunk]:
+        """Stream a reply that may be a call written as text.
+
+        A reply is passed on as it comes once its start rules out a call
+        (:func:`tool_calls.could_be_call`); until then it is held, and when it
+        ends it goes out as the tool calls it was, or as held.
+        """
+        if (body.get("n") or 1) > 1:
+            yield from _completion_as_chunks(self.chat({**request, "stream": False}), request)
+            return
+        held: list[Chunk] = []
+        text = ""
+        stream = self._stream(self._server.handle_chat_completions, body)
+        for chunk in stream:
+            held.append(chunk)
+            deltas = [choice.get("delta") or {} for choice in chunk.get("choices", [])]
+            text += "".join(delta.get("content") or "" for delta in deltas)
+            if any(delta.get("tool_calls") for delta in deltas) or not tool_calls.could_be_call(text):
+                yield from (_finish(held_chunk, request) for held_chunk in held)
+                yield from (_finish(rest, request) for rest in stream)
+                return
+        calls = tool_calls.parse_calls(text, body["tools"]) if text.strip() else None
+        if tool_calls.repeats_answered_call(text, calls, body["messages"]):
+            for chunk in self._stream(self._server.handle_chat_completions, _prose_body(body)):
+                yield _finish(chunk, request)
+        elif calls:
+            if body.get("parallel_tool_calls") is False:
+                calls = calls[:1]
+            yield from _completion_as_chunks(_held_as_calls(held, calls), request)
+        else:
+            yield from (_finish(chunk, request) for chunk in held)
 
     def _chat_body(self, request: Request, *, stream: bool) -> tuple[Request, list[str]]:
         """llama.cpp's request, and the functions one of which must be called (if forced)."""
@@ -134,8 +214,9 @@ class LlamaEngine:
 
     # -- legacy completions ---------------------------------------------------
 
-    def complete(self, request: Request) -> dict[str, Any]:
-        """Create a text completion (the body of POST /v1/completions, stream false)."""
+    def complete(self, request: Request, *, stop: threading.Event | None = None) -> dict[str, Any]:
+        """Create a text completion (the body of POST /v1/completions, stream false);
+        ``stop`` as for :meth:`chat`."""
         body = self._completion_body(request, stream=False)
         n = request.get("n") or 1
         best_of = request.get("best_of") or n
@@ -143,7 +224,7 @@ class LlamaEngine:
         if best_of > n:
             body["n"] = best_of
             body["logprobs"] = max(wanted_logprobs or 0, 1)
-        response = self._call(self._server.handle_completions, body)
+        response = self._whole(self._server.handle_completions, body, stop)
         if best_of > n:
             response["choices"] = _best_choices(response["choices"], best_of, n)
         for choice in response["choices"]:
@@ -254,8 +335,26 @@ class LlamaEngine:
         _raise_for_error(response)
         return response
 
+    def _whole(self, handler: Callable[..., Any], body: Request,
+               stop: threading.Event | None) -> dict[str, Any]:
+        """A whole answer, which ``stop`` can end early.
+
+        llama.cpp cannot cancel a request it answers whole, so one that may be
+        stopped is generated as a stream and put together here. Several
+        answers (``n``, or several prompts) are generated whole: their
+        per-choice streams carry usage that only llama.cpp's whole answer adds up.
+        """
+        if stop is None or not _one_answer(body):
+            return self._call(handler, body)
+        streamed = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        chunks = list(self._stream(handler, streamed, stop))
+        if stop.is_set():
+            raise Stopped("the caller stopped waiting for the answer")
+        return _assembled(chunks)
+
     @staticmethod
-    def _stream(handler: Callable[..., Any], body: Request) -> Iterator[Chunk]:
+    def _stream(handler: Callable[..., Any], body: Request,
+                stop: threading.Event | None = None) -> Iterator[Chunk]:
         """Run a streaming handler on its own thread and hand its chunks over.
 
         llama.cpp pushes chunks into a callback; returning True from it cancels the
@@ -266,7 +365,7 @@ class LlamaEngine:
         cancelled = threading.Event()
 
         def on_chunk(chunk: Chunk | None) -> bool:
-            if cancelled.is_set():
+            if cancelled.is_set() or (stop is not None and stop.is_set()):
                 return True
             # A multi-prompt completion stream starts with an empty (None) event.
             if chunk is not None:
@@ -277,7 +376,7 @@ class LlamaEngine:
             try:
                 handler(body, on_chunk)
             except (RuntimeError, ValueError) as exc:
-                chunks.put(InvalidRequest(str(exc)))
+                chunks.put(InvalidRequest(*_client_message(str(exc))))
             finally:
                 chunks.put(_END_OF_STREAM)
 
@@ -313,6 +412,29 @@ def _reject_media(messages: list[dict[str, Any]]) -> None:
         content = message.get("content")
         if isinstance(content, list) and any(part.get("type") in _MEDIA_PARTS for part in content):
             raise InvalidRequest("this model accepts text content parts only", "messages")
+
+
+def _offers_tools(body: Request) -> bool:
+    """Whether the model may answer with a tool call or in words (``tool_choice`` auto)."""
+    return bool(body.get("tools")) and body.get("tool_choice", "auto") == "auto"
+
+
+def _prose_body(body: Request) -> Request:
+    """The same request, asking for an answer in words: no tools, no JSON."""
+    prose = _without(body, "tools", "tool_choice", "parallel_tool_calls")
+    if not prose.get("response_format"):
+        prose["grammar"] = tool_calls.PROSE_GRAMMAR
+    return prose
+
+
+def _held_as_calls(held: list[Chunk], calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """A held stream, which turned out to be tool calls, as one whole completion."""
+    first = held[0]
+    usage = next((chunk["usage"] for chunk in reversed(held) if chunk.get("usage")), None)
+    return {**{key: first.get(key) for key in ("id", "created", "model", "system_fingerprint")},
+            "object": "chat.completion", "usage": usage,
+            "choices": [{"index": 0, "finish_reason": "tool_calls",
+                         "message": {"role": "assistant", "content": None, "tool_calls": calls}}]}
 
 
 def _forces_tool_call(body: Request) -> bool:
@@ -447,6 +569,47 @@ def _finish(response: dict[str, Any], request: Request) -> dict[str, Any]:
     if "model" in request:
         response["model"] = request["model"]
     return response
+
+
+def _one_answer(body: Request) -> bool:
+    """Whether a request asks for one answer: one choice, to messages or to one prompt."""
+    prompt = body.get("prompt")
+    one_prompt = prompt is None or isinstance(prompt, str) or (
+        isinstance(prompt, list) and (len(prompt) == 1 or all(isinstance(item, int) for item in prompt)))
+    return (body.get("n") or 1) == 1 and one_prompt
+
+
+def _assembled(chunks: list[Chunk]) -> dict[str, Any]:
+    """A streamed answer (chat or text completion, one choice) as the whole answer it was."""
+    first = chunks[0]
+    is_chat = first.get("object") == "chat.completion.chunk"
+    text, finish_reason = "", None
+    logprobs: list[dict[str, Any]] = []
+    calls: dict[int, dict[str, Any]] = {}
+    for chunk in chunks:
+        for part in chunk.get("choices", []):
+            delta = part.get("delta") or {}
+            text += (delta.get("content") or "") if is_chat else (part.get("text") or "")
+            logprobs += (part.get("logprobs") or {}).get("content") or []
+            finish_reason = part.get("finish_reason") or finish_reason
+            for call in delta.get("tool_calls") or []:
+                whole = calls.setdefault(call.get("index", 0), {"id": call.get("id"), "type": "function",
+                                                                "function": {"name": "", "arguments": ""}})
+                whole["id"] = call.get("id") or whole["id"]
+                function = call.get("function") or {}
+                whole["function"]["name"] += function.get("name") or ""
+                whole["function"]["arguments"] += function.get("arguments") or ""
+    usage = next((chunk["usage"] for chunk in reversed(chunks) if chunk.get("usage")), None)
+    choice: dict[str, Any] = {"index": 0, "finish_reason": finish_reason,
+                              "logprobs": {"content": logprobs} if logprobs else None}
+    if is_chat:
+        choice["message"] = {"role": "assistant", "content": text or None,
+                             **({"tool_calls": list(calls.values())} if calls else {})}
+    else:
+        choice["text"] = text
+    return {**{key: first.get(key) for key in ("id", "created", "model", "system_fingerprint")},
+            "object": "chat.completion" if is_chat else "text_completion",
+            "choices": [choice], "usage": usage}
 
 
 def _as_tool_calls(choices: list[dict[str, Any]], names: list[str]) -> None:

@@ -61,3 +61,8 @@ class Cl100k:
     def count(self, text: str) -> int:
         """How many tokens OpenAI's embedding models read in ``text`` (special tokens as text)."""
         return len(self._encoding.encode_ordinary(text))
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[int]]:
+        """The tokens of ``text`` (special tokens as text) and where each starts in it, in characters."""
+        tokens = self._encoding.encode_ordinary(text)
+        return tokens, self._encoding.decode_with_offsets(tokens)[1]

@@ -1,21 +1,41 @@
-"""Loaded models: one engine and one runner per model, loaded once and kept warm.
+"""Loaded models: one engine and one runner per model, loaded on first use.
 
 Loaders are looked up by the catalog's ``engine`` name and import their
 engine module lazily, so a missing optional runtime only affects its models.
+
+The lifecycle: a model loads when it is first asked for (the default models
+may be preloaded at start); one nobody has used for
+``model_idle_unload_seconds`` is unloaded; with a memory budget
+(``model_memory_budget_mib``), the least recently used idle models are
+unloaded to make room before another loads, and a model that cannot fit
+beside those still answering requests is refused (``ModelMemoryExhausted``)
+rather than loaded. A model with requests in flight is never unloaded. Load
+options come from the catalog entry's ``options``, overridden per model by
+``model_options``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from hearth.catalog.catalog import Catalog, ModelSpec
 from hearth.catalog.provision import ModelStore
+from hearth.engines.device import (
+    Device,
+    ctranslate2_device,
+    llama_gpu_layers,
+    onnx_providers,
+    resolve_device,
+)
+from hearth.engines.footprint import estimate_mib
 from hearth.engines.runner import ModelRunner
 from hearth.settings import Settings
 
@@ -27,22 +47,38 @@ class LoadedModel:
     spec: ModelSpec
     engine: Any
     runner: ModelRunner
+    memory_mib: int = 0  # the estimate the memory budget counts
+    device: str = "cpu"
+
+
+@functools.cache
+def device_for(setting: str) -> Device:
+    """What ``HEARTH_DEVICE`` means on this machine, probed once per process."""
+    return resolve_device(setting)
 
 
 Loader = Callable[[ModelSpec, Path, Settings], tuple[Any, int]]
 """Builds an engine from its model directory; returns it and how many workers it wants."""
 
 
+def _threads(spec: ModelSpec, settings: Settings) -> int:
+    """The ``threads`` load option, else the setting (0: the runtime decides)."""
+    return int(spec.options.get("threads", settings.inference_threads))
+
+
 def _load_kokoro(spec: ModelSpec, directory: Path, settings: Settings) -> tuple[Any, int]:
     from hearth.engines.kokoro import KokoroEngine
 
-    return KokoroEngine(directory, threads=settings.inference_threads or None), 1
+    return KokoroEngine(directory, threads=_threads(spec, settings) or None,
+                        providers=onnx_providers(device_for(settings.device))), 1
 
 
 def _load_whisper(spec: ModelSpec, directory: Path, settings: Settings) -> tuple[Any, int]:
     from hearth.engines.whisper import WhisperEngine
 
-    return WhisperEngine(directory, cpu_threads=settings.inference_threads), 1
+    device, compute_type = ctranslate2_device(device_for(settings.device))
+    return WhisperEngine(directory, device=device, compute_type=compute_type,
+                         cpu_threads=_threads(spec, settings)), 1
 
 
 def _load_llama(spec: ModelSpec, directory: Path, settings: Settings) -> tuple[Any, int]:
@@ -51,8 +87,10 @@ def _load_llama(spec: ModelSpec, directory: Path, settings: Settings) -> tuple[A
     n_parallel = int(spec.options.get("n_parallel", 4))
     engine = LlamaEngine(directory / "model.gguf", n_ctx=int(spec.options.get("n_ctx", 8192)),
                          n_parallel=n_parallel,
-                         threads=settings.inference_threads or os.cpu_count() or 2,
-                         prompt_cache_mib=settings.llm_prompt_cache_mib)
+                         threads=_threads(spec, settings) or os.cpu_count() or 2,
+                         prompt_cache_mib=settings.llm_prompt_cache_mib,
+                         gpu_layers=llama_gpu_layers(device_for(settings.device), spec.options),
+                         lora_adapter=Path(spec.options["lora"]) if "lora" in spec.options else None)
     # Each call blocks a thread while llama.cpp runs it in one of its slots.
     return engine, n_parallel
 
@@ -60,7 +98,8 @@ def _load_llama(spec: ModelSpec, directory: Path, settings: Settings) -> tuple[A
 def _load_embeddings(spec: ModelSpec, directory: Path, settings: Settings) -> tuple[Any, int]:
     from hearth.engines.embeddings import EmbeddingEngine
 
-    return EmbeddingEngine(directory, threads=settings.inference_threads or None), 1
+    return EmbeddingEngine(directory, threads=_threads(spec, settings) or None,
+                           providers=onnx_providers(device_for(settings.device))), 1
 
 
 def _load_moderation(spec: ModelSpec, directory: Path, settings: Settings) -> tuple[Any, int]:
@@ -69,17 +108,34 @@ def _load_moderation(spec: ModelSpec, directory: Path, settings: Settings) -> tu
     return ModerationEngine(directory, threads=settings.inference_threads or None), 1
 
 
+def _load_diffusers(spec: ModelSpec, directory: Path, settings: Settings) -> tuple[Any, int]:
+    from hearth.engines.diffusion import DEFAULT_GUIDANCE, DEFAULT_STEPS, DiffusionEngine
+
+    engine = DiffusionEngine(directory, steps=int(spec.options.get("steps", DEFAULT_STEPS)),
+                             guidance_scale=float(spec.options.get("guidance_scale", DEFAULT_GUIDANCE)),
+                             threads=_threads(spec, settings) or None,
+                             cuda=device_for(settings.device).is_gpu)
+    # A picture takes seconds, not milliseconds: a short queue, so waiting clients get a 429 early.
+    engine.queue_depth = settings.image_queue_depth
+    return engine, 1
+
+
 LOADERS: dict[str, Loader] = {
     "kokoro": _load_kokoro,
     "whisper": _load_whisper,
     "llama": _load_llama,
     "embeddings": _load_embeddings,
     "moderation": _load_moderation,
+    "diffusers": _load_diffusers,
 }
 
 
 class ModelNotPulled(RuntimeError):
     pass
+
+
+class ModelMemoryExhausted(RuntimeError):
+    """The model does not fit the memory budget beside the models answering requests now."""
 
 
 class ModelRegistry:
@@ -89,6 +145,12 @@ class ModelRegistry:
         self.settings = settings
         self._loaded: dict[str, LoadedModel] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self.device = device_for(settings.device)
+        log.info("inference device: %s", "CPU" if not self.device.is_gpu
+                 else f"{self.device.name} (CUDA; HEARTH_DEVICE={settings.device})")
+        self._budget_lock = asyncio.Lock()
+        self._reserved: dict[str, tuple[str, int]] = {}  # (pool, MiB) held for models being loaded
+        self._reaper: asyncio.Task[None] | None = None
 
     def is_servable(self, spec: ModelSpec) -> bool:
         # A loaded model is servable by definition; only the others need the
@@ -100,26 +162,140 @@ class ModelRegistry:
     async def get(self, spec: ModelSpec) -> LoadedModel:
         """The loaded model, loading it on first use (off the event loop)."""
         if (loaded := self._loaded.get(spec.id)) is not None:
+            loaded.runner.touch()
             return loaded
+        self._start_reaper()
         lock = self._locks.setdefault(spec.id, asyncio.Lock())
         async with lock:
             if (loaded := self._loaded.get(spec.id)) is None:
-                loaded = await asyncio.to_thread(self._load, spec)
+                spec = self.with_options(spec)
+                memory = await self._make_room(spec)
+                try:
+                    loaded = await asyncio.to_thread(self._load, spec)
+                finally:
+                    self._reserved.pop(spec.id, None)
+                loaded.memory_mib = memory
                 self._loaded[spec.id] = loaded
         return loaded
 
+    def with_options(self, spec: ModelSpec) -> ModelSpec:
+        """``spec`` with its load options overridden by the ``model_options`` setting."""
+        overrides = self.settings.model_options.get(spec.id)
+        return replace(spec, options={**spec.options, **overrides}) if overrides else spec
+
+    def loaded(self) -> list[LoadedModel]:
+        """The models loaded now, least recently used first."""
+        return sorted(self._loaded.values(), key=lambda model: model.runner.last_used)
+
+    def memory_in_use(self, pool: str = "cpu") -> int:
+        """MiB the loaded models (and those loading) take by estimate, in host RAM or on the GPU."""
+        return sum(m.memory_mib for m in self._loaded.values() if m.device == pool) + \
+            sum(mib for (reserved_pool, mib) in self._reserved.values() if reserved_pool == pool)
+
+    async def _make_room(self, spec: ModelSpec) -> int:
+        """Reserve the model's estimated memory, unloading idle models to fit the budget.
+
+        A model bound for the GPU counts against the GPU budget, one for the CPU against the RAM one.
+        """
+        pool = await asyncio.to_thread(_device_of, spec, self.device)
+        budget = self.settings.model_gpu_memory_budget_mib if pool == "cuda" \
+            else self.settings.model_memory_budget_mib
+        need = await asyncio.to_thread(estimate_mib, spec, self.store.dir_for(spec))
+        if budget <= 0:
+            return need
+        what = "GPU memory budget (HEARTH_MODEL_GPU_MEMORY_BUDGET_MIB)" if pool == "cuda" \
+            else "model memory budget (HEARTH_MODEL_MEMORY_BUDGET_MIB)"
+        async with self._budget_lock:
+            if need > budget:
+                raise ModelMemoryExhausted(
+                    f"The model {spec.id} needs about {need} MiB, more than the whole {what}: {budget} MiB.")
+            for idle in [m for m in self.loaded() if m.runner.in_flight == 0 and m.device == pool]:
+                if self.memory_in_use(pool) + need <= budget:
+                    break
+                log.info("unloading model %s (least recently used) to make room for %s",
+                         idle.spec.id, spec.id)
+                await self.unload(idle.spec.id)
+            if self.memory_in_use(pool) + need > budget:
+                busy = ", ".join(m.spec.id for m in self._loaded.values() if m.device == pool)
+                raise ModelMemoryExhausted(
+                    f"The model {spec.id} (about {need} MiB) does not fit the {what} of {budget} MiB "
+                    f"beside the models answering requests now ({busy}). Please retry shortly.")
+            self._reserved[spec.id] = (pool, need)
+        return need
+
+    async def unload(self, model_id: str) -> bool:
+        """Unload a model if it is loaded and idle; returns whether it was."""
+        loaded = self._loaded.get(model_id)
+        if loaded is None or loaded.runner.in_flight:
+            return False
+        del self._loaded[model_id]
+        loaded.runner.shutdown()
+        close = getattr(loaded.engine, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)
+        log.info("unloaded model %s", model_id)
+        return True
+
+    async def unload_idle(self, older_than: float) -> list[str]:
+        """Unload every model nobody has used for ``older_than`` seconds."""
+        now = time.monotonic()
+        gone = []
+        for model in self.loaded():
+            if model.runner.in_flight == 0 and now - model.runner.last_used >= older_than \
+                    and await self.unload(model.spec.id):
+                gone.append(model.spec.id)
+        return gone
+
+    def _start_reaper(self) -> None:
+        ttl = self.settings.model_idle_unload_seconds
+        if ttl <= 0 or (self._reaper is not None and not self._reaper.done()):
+            return
+
+        async def reap() -> None:
+            while True:
+                await asyncio.sleep(min(max(ttl / 4, 0.05), 30.0))
+                try:
+                    await self.unload_idle(ttl)
+                except Exception:
+                    log.exception("unloading idle models failed")
+
+        self._reaper = asyncio.get_running_loop().create_task(reap(), name="hearth-model-reaper")
+
+    def files_of(self, spec: ModelSpec) -> ModelSpec:
+        """The model whose files ``spec`` loads: itself, or for an adapted model (a fine-tune,
+        whose options name its catalog ``base`` and its ``lora`` adapter) that base."""
+        return self.catalog.resolve(spec.options["base"]) if "base" in spec.options else spec
+
     def _load(self, spec: ModelSpec) -> LoadedModel:
-        if not self.store.is_present(spec):
-            raise ModelNotPulled(f"model {spec.id} is not pulled; run `hearth models pull {spec.id}`")
+        files = self.files_of(spec)
+        if not self.store.is_present(files):
+            raise ModelNotPulled(f"model {files.id} is not pulled; run `hearth models pull {files.id}`")
         log.info("loading model %s", spec.id)
-        engine, workers = LOADERS[spec.engine](spec, self.store.dir_for(spec), self.settings)
-        runner = ModelRunner(spec.id, workers=workers, queue_depth=self.settings.queue_depth)
-        return LoadedModel(spec, engine, runner)
+        engine, workers = LOADERS[spec.engine](spec, self.store.dir_for(files), self.settings)
+        runner = ModelRunner(spec.id, workers=workers,
+                             queue_depth=getattr(engine, "queue_depth", self.settings.queue_depth))
+        return LoadedModel(spec, engine, runner, device=_device_of(spec, self.device, engine))
 
     def shutdown(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
         for loaded in self._loaded.values():
             loaded.runner.shutdown()
             close = getattr(loaded.engine, "close", None)
             if close is not None:
                 close()
         self._loaded.clear()
+
+
+def _device_of(spec: ModelSpec, device: Device, engine: Any = None) -> str:
+    """Where a loaded model runs (its runtime may lack GPU support), as /v1/models shows it."""
+    if not device.is_gpu:
+        return "cpu"
+    on_gpu = {
+        "llama": lambda: llama_gpu_layers(device, spec.options) > 0,
+        "whisper": lambda: ctranslate2_device(device)[0] == "cuda",
+        "kokoro": lambda: onnx_providers(device)[0] != "CPUExecutionProvider",
+        "embeddings": lambda: onnx_providers(device)[0] != "CPUExecutionProvider",
+        "diffusers": lambda: getattr(engine, "device", "cpu") == "cuda",
+    }.get(spec.engine)
+    return "cuda" if on_gpu is not None and on_gpu() else "cpu"

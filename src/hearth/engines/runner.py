@@ -33,11 +33,14 @@ import functools
 import itertools
 import queue
 import threading
+import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import Future
 from contextlib import suppress
 from enum import IntEnum
 from typing import Any, Self, TypeVar
+
+from hearth import metrics
 
 T = TypeVar("T")
 _DONE = object()
@@ -100,6 +103,8 @@ class _PriorityExecutor:
     def __init__(self, name: str, workers: int) -> None:
         self._tasks: queue.PriorityQueue[tuple[Priority, int, Callable[[], None] | None]] = \
             queue.PriorityQueue()
+        self._queued = metrics.MODEL_QUEUED.labels(name)
+        self._busy = metrics.MODEL_BUSY.labels(name)
         self._order = itertools.count()
         self._closed = False
         self._threads = [threading.Thread(target=self._work, name=f"hearth-{name}-{i}", daemon=True)
@@ -113,13 +118,18 @@ class _PriorityExecutor:
         future: Future[T] = Future()
 
         def task() -> None:
+            self._queued.dec()
             if not future.set_running_or_notify_cancel():
                 return
+            self._busy.inc()
             try:
                 future.set_result(fn())
             except BaseException as exc:  # noqa: BLE001 (handed to whoever awaits the future)
                 future.set_exception(exc)
+            finally:
+                self._busy.dec()
 
+        self._queued.inc()
         self._tasks.put((priority, next(self._order), task))
         return future
 
@@ -226,27 +236,59 @@ class ModelRunner:
         self._online = 0
         # Background work holds at most one place per thread, so it never fills the queue.
         self._background = asyncio.Semaphore(workers)
+        self._background_held = 0
+        # When a request last came or went (monotonic): idle models are unloaded by it.
+        self.last_used = time.monotonic()
+        self.closed = False
+        metrics.MODEL_THREADS.labels(name).set(workers)
+        metrics.MODEL_CAPACITY.labels(name).set(workers + queue_depth)
+        self._in_flight = {lane: metrics.MODEL_ADMITTED.labels(name, lane.name) for lane in Lane}
 
     @property
     def admitted(self) -> int:
         """Online requests in progress or waiting."""
         return self._online
 
+    @property
+    def in_flight(self) -> int:
+        """Requests, online and background, holding a place: a model with any is never unloaded."""
+        return self._online + self._background_held
+
+    def touch(self) -> None:
+        self.last_used = time.monotonic()
+
     def admit(self) -> Admission:
         """A place for an online request, or ``ModelBusy`` at once when the queue is full."""
         if self._online >= self.workers + self.queue_depth:
+            metrics.MODEL_REFUSED.labels(self.name).inc()
             raise ModelBusy(self.name, self._online)
         self._online += 1
+        self.touch()
+        in_flight = self._in_flight[Lane.online]
+        in_flight.inc()
 
         def release() -> None:
             self._online -= 1
+            self.touch()
+            in_flight.dec()
 
         return Admission(release, Lane.online)
 
     async def admit_background(self) -> Admission:
         """A place for background work, waiting for one as long as it takes."""
         await self._background.acquire()
-        return Admission(self._background.release, Lane.background)
+        self._background_held += 1
+        self.touch()
+        in_flight = self._in_flight[Lane.background]
+        in_flight.inc()
+
+        def release() -> None:
+            in_flight.dec()
+            self._background_held -= 1
+            self.touch()
+            self._background.release()
+
+        return Admission(release, Lane.background)
 
     async def run(self, fn: Callable[..., T], /, *args: Any, admission: Admission | None = None,
                   **kwargs: Any) -> T:
@@ -276,4 +318,14 @@ class ModelRunner:
                 pump.close()
 
     def shutdown(self) -> None:
+        self.closed = True
         self._executor.shutdown()
+        # An unloaded model leaves the metrics (a reload brings it back).
+        per_model = [(self.name,)]
+        per_lane = [(self.name, lane.name) for lane in Lane]
+        gauges = (metrics.MODEL_THREADS, metrics.MODEL_CAPACITY, metrics.MODEL_QUEUED, metrics.MODEL_BUSY,
+                  metrics.MODEL_ADMITTED)
+        for gauge in gauges:
+            for values in per_lane if gauge is metrics.MODEL_ADMITTED else per_model:
+                with suppress(KeyError):
+                    gauge.remove(*values)

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from hearth import logs
 from hearth.accounting.ratelimits import current_scope
 from hearth.caller import Caller, OrganizationCaller
 from hearth.errors import AuthenticationError, PermissionDenied
@@ -41,6 +42,7 @@ def authenticate(request: Request, db: Annotated[Database, Depends(provide(Datab
             principal = default_principal(session)
             if principal is None:
                 raise AuthenticationError("Hearth has no project yet.", code="no_project")
+            logs.note(project_id=principal.project_id, organization_id=principal.organization_id)
             return principal
         token = _bearer_token(request)
         if token is None:
@@ -53,6 +55,8 @@ def authenticate(request: Request, db: Annotated[Database, Depends(provide(Datab
             code="invalid_api_key",
         )
     _check_scope_headers(request, principal)
+    # The context is the request's own mapping, so what is noted on this thread reaches its log lines.
+    logs.note(project_id=principal.project_id, organization_id=principal.organization_id)
     return principal
 
 

@@ -15,6 +15,7 @@ from fastapi import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hearth import logs
 from hearth.http.errors import http_exception_response
 
 
@@ -34,6 +35,8 @@ class RequestContextMiddleware:
             return
         request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
+        # Every log line of this request names it (and, once authenticated, its caller's project).
+        log_context = logs.context.set({"request_id": request_id})
         _default_json_content_type(scope)
         started = time.perf_counter()
 
@@ -50,7 +53,10 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            logs.context.reset(log_context)
 
 
 def _default_json_content_type(scope: Scope) -> None:

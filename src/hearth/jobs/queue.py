@@ -29,7 +29,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, and_, case, or_, select, true, update
+from sqlalchemy import ColumnElement, Update, and_, case, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -272,6 +272,21 @@ class JobQueue:
                 if advanced:
                     enqueued.append(self.enqueue_in(session, schedule.kind, schedule.payload))
         return enqueued
+
+
+    # -- observing ----------------------------------------------------------------------------
+
+    def depth(self) -> list[tuple[str, str, int]]:
+        """Unfinished jobs as (kind, state, count): ``queued`` (due now), ``scheduled`` (due
+        later: retries, timers) and ``running``, over every process sharing the database."""
+        now = self._now()
+        state = case((Job.status == JobStatus.RUNNING, "running"), (Job.run_at <= now, "queued"),
+                     else_="scheduled")
+        query = (select(Job.kind, state, func.count())
+                 .where(Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+                 .group_by(Job.kind, state))
+        with self._db.session() as session:
+            return [(kind, name, count) for kind, name, count in session.execute(query).all()]
 
 
 def _due(now: float) -> ColumnElement[bool]:

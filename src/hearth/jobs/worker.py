@@ -21,6 +21,7 @@ lease runs out. Every database call runs in a thread: the loop never blocks.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import logging
 import os
@@ -30,6 +31,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hearth import logs
 from hearth.jobs.queue import ClaimedJob, JobQueue, Lease
 
 log = logging.getLogger("hearth.jobs")
@@ -164,9 +166,14 @@ class Worker:
     def _start(self, execution: _Execution) -> asyncio.Task[None]:
         """Start the handler and the task that watches over it, together, so a stop always finds the handler."""
         job = execution.job
-        handler = asyncio.create_task(self._handlers[job.kind](JobContext(execution, self._queue, self.worker_id)))
+        # The job's log lines (the handler's and the worker's about it) name the job and its project.
+        context = contextvars.copy_context()
+        context.run(logs.context.set, {"job_id": job.id, "job_kind": job.kind,
+                                       **({"project_id": job.project_id} if job.project_id else {})})
+        handler = asyncio.create_task(self._handlers[job.kind](JobContext(execution, self._queue, self.worker_id)),
+                                      context=context)
         execution.handler = handler
-        return asyncio.create_task(self._execute(execution, handler))
+        return asyncio.create_task(self._execute(execution, handler), context=context)
 
     async def _execute(self, execution: _Execution, handler: asyncio.Task[dict[str, Any] | None]) -> None:
         job = execution.job

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 
 from hearth.http.auth import ProjectCaller
 from hearth.http.deps import provide
-from hearth.models.protocol import Model, ModelList
+from hearth.models.protocol import DeletedModel, Model, ModelList
 from hearth.models.service import ModelService
 
 router = APIRouter(tags=["models"])
@@ -16,15 +16,16 @@ Models = Annotated[ModelService, Depends(provide(ModelService))]
 
 
 @router.get("/models", response_model=ModelList)
-def list_models(_: ProjectCaller, models: Models) -> ModelList:
-    return models.list()
+def list_models(caller: ProjectCaller, models: Models) -> ModelList:
+    return models.list(caller)
 
 
 @router.get("/models/{model_id:path}", response_model=Model)
-def retrieve_model(model_id: str, _: ProjectCaller, models: Models) -> Model:
-    return models.retrieve(model_id)
+def retrieve_model(model_id: str, caller: ProjectCaller, models: Models) -> Model:
+    return models.retrieve(model_id, caller)
 
 
-@router.delete("/models/{model_id:path}", response_model=None)
-def delete_model(model_id: str, caller: ProjectCaller, models: Models) -> None:
-    models.delete(caller, model_id)
+@router.delete("/models/{model_id:path}")
+async def delete_model(model_id: str, caller: ProjectCaller, models: Models) -> DeletedModel:
+    await models.delete(caller, model_id)
+    return DeletedModel(id=model_id)

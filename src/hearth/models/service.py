@@ -8,15 +8,52 @@ errors, including the runner's ``ModelBusy`` (a 429 for online requests).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Protocol
+
 import anyio.to_thread
 
 from hearth.accounting.ratelimits import RateLimiter
 from hearth.caller import Caller
 from hearth.catalog.catalog import ModelSpec, UnknownModel
-from hearth.engines.registry import LoadedModel, ModelNotPulled, ModelRegistry
+from hearth.engines.registry import LoadedModel, ModelMemoryExhausted, ModelNotPulled, ModelRegistry
 from hearth.engines.runner import Admission, ModelBusy
-from hearth.errors import InvalidRequest, PermissionDenied, RateLimited, model_not_found
+from hearth.errors import (
+    InvalidRequest,
+    PermissionDenied,
+    RateLimited,
+    ServiceUnavailable,
+    model_not_found,
+)
 from hearth.models.protocol import Model, ModelList
+
+
+class AdaptedModel(Protocol):
+    """A fine-tuned model: a catalog base model with a LoRA adapter, owned by one project."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def base_model(self) -> str: ...
+    @property
+    def adapter(self) -> Path: ...
+    @property
+    def created(self) -> int: ...
+    @property
+    def owned_by(self) -> str: ...
+
+
+class AdaptedModels(Protocol):
+    """Where ``ft:`` names are looked up (the fine-tuning area), always within a project."""
+
+    def find(self, name: str, project_id: str) -> AdaptedModel | None: ...
+    def listed(self, project_id: str) -> Sequence[AdaptedModel]: ...
+    def delete(self, name: str, project_id: str) -> list[str]: ...
+
+
+FINE_TUNED_PREFIX = "ft:"
 
 
 class ModelService:
@@ -24,6 +61,8 @@ class ModelService:
         self.registry = registry
         # The project's rate limits, checked as online work is admitted (background work is not limited).
         self.limiter = limiter
+        # Fine-tuned models, when the fine-tuning area is wired in (the container sets it).
+        self.adapted: AdaptedModels | None = None
 
     def resolve(self, name: str, kind: str) -> ModelSpec:
         """The catalog model ``name`` refers to, if it does ``kind`` work and is pulled."""
@@ -34,18 +73,42 @@ class ModelService:
                 param="model", code="model_not_supported")
         return spec
 
-    async def load(self, name: str, kind: str) -> LoadedModel:
-        """The loaded model ``name`` refers to (loaded on first use)."""
+    async def load(self, name: str, kind: str, caller: Caller | None = None) -> LoadedModel:
+        """The loaded model ``name`` refers to (loaded on first use); a fine-tuned (``ft:``)
+        name only for the ``caller`` whose project owns it."""
+        if name.startswith(FINE_TUNED_PREFIX):
+            return await self.get(self._adapted_spec(name, kind, caller))
         return await self.get(self.resolve(name, kind))
+
+    def _adapted_spec(self, name: str, kind: str, caller: Caller | None) -> ModelSpec:
+        """A fine-tuned model as a spec of its own: its base's, naming the base and the adapter."""
+        found = self._find_adapted(name, caller)
+        base = self.resolve(found.base_model, kind)
+        return replace(base, id=name, aliases=(), created=found.created, owned_by=found.owned_by,
+                       options={**base.options, "base": base.id, "lora": str(found.adapter)})
+
+    def _find_adapted(self, name: str, caller: Caller | None) -> AdaptedModel:
+        found = None
+        if self.adapted is not None and caller is not None:
+            found = self.adapted.find(name, caller.project_id)
+        if found is None or not found.adapter.is_file():
+            raise model_not_found(name)
+        return found
 
     async def get(self, spec: ModelSpec) -> LoadedModel:
         try:
             return await self.registry.get(spec)
         except ModelNotPulled:
             raise model_not_found(spec.id) from None
+        except ModelMemoryExhausted as exc:
+            raise ServiceUnavailable(str(exc), code="model_memory_exhausted") from None
 
     async def admit(self, model: LoadedModel, *, background: bool = False) -> Admission:
         """A place at the model: online work is refused when it is full, background work waits."""
+        if model.runner.closed:
+            # Unloaded (idle, or for room) between being looked up and admitted: rare, and retryable.
+            raise ServiceUnavailable(f"The model {model.spec.id} was unloaded just now; please retry.",
+                                     code="model_unloaded")
         if background:
             return await model.runner.admit_background()
         if self.limiter is not None:
@@ -64,17 +127,30 @@ class ModelService:
         return [spec for spec in self.registry.catalog.models
                 if (kind is None or spec.kind == kind) and self.registry.is_servable(spec)]
 
-    def list(self) -> ModelList:
+    def list(self, caller: Caller | None = None) -> ModelList:
         servable = {spec.id for spec in self.servable()}
-        return ModelList(data=[_model(name, spec) for name, spec in self.registry.catalog.names()
-                               if spec.id in servable])
+        loaded = self._loaded()
+        listed = ModelList(data=[_model(name, spec, loaded) for name, spec in self.registry.catalog.names()
+                                 if spec.id in servable])
+        if self.adapted is not None and caller is not None:
+            listed.data += [_adapted_model(found, loaded) for found in self.adapted.listed(caller.project_id)]
+        return listed
 
-    def retrieve(self, name: str) -> Model:
-        return _model(name, self._servable(name))
+    def retrieve(self, name: str, caller: Caller | None = None) -> Model:
+        if name.startswith(FINE_TUNED_PREFIX):
+            return _adapted_model(self._find_adapted(name, caller), self._loaded())
+        return _model(name, self._servable(name), self._loaded())
 
-    def delete(self, caller: Caller, name: str) -> None:
+    def _loaded(self) -> dict[str, LoadedModel]:
+        return {model.spec.id: model for model in self.registry.loaded()}
+
+    async def delete(self, caller: Caller, name: str) -> None:
         """Only fine-tuned models can be deleted, by their owner; every catalog model is a base
         model, so it is refused, and any other name is not found."""
+        if name.startswith(FINE_TUNED_PREFIX) and self.adapted is not None:
+            for served in self.adapted.delete(name, caller.project_id):
+                await self.registry.unload(served)
+            return
         try:
             self.registry.catalog.resolve(name)
         except UnknownModel:
@@ -93,5 +169,13 @@ class ModelService:
         return spec
 
 
-def _model(name: str, spec: ModelSpec) -> Model:
-    return Model(id=name, created=spec.created, owned_by=spec.owned_by)
+def _adapted_model(found: AdaptedModel, loaded: dict[str, LoadedModel]) -> Model:
+    model = loaded.get(found.name)
+    return Model(id=found.name, created=found.created, owned_by=found.owned_by, loaded=model is not None,
+                 device=model.device if model is not None else None)
+
+
+def _model(name: str, spec: ModelSpec, loaded: dict[str, LoadedModel]) -> Model:
+    model = loaded.get(spec.id)
+    return Model(id=name, created=spec.created, owned_by=spec.owned_by, loaded=model is not None,
+                 device=model.device if model is not None else None)

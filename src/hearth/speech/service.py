@@ -9,10 +9,12 @@ encoder for the whole response, one sentence at a time, on the model's thread.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 
+from hearth import metrics
 from hearth.accounting.meter import Meter, UsageEvent
 from hearth.audio.encode import CONTENT_TYPES, AudioEncoder
 from hearth.caller import Caller
@@ -150,6 +152,7 @@ class SpeechService:
     async def _metered(self, speech: Speech) -> AsyncIterator[tuple[bytes, int]]:
         """The encoded pieces, recording the audio made when the stream ends, however it ends."""
         samples = 0
+        started = time.perf_counter()
         pieces = speech.model.runner.stream(lambda: _encoded(speech), admission=speech.admission)
         try:
             async with aclosing(pieces):
@@ -158,6 +161,7 @@ class SpeechService:
                     yield data, count
         finally:
             seconds = samples / speech.model.engine.sample_rate
+            metrics.record_real_time_factor(speech.model.spec.id, "speech", time.perf_counter() - started, seconds)
             self.meter.record(UsageEvent(
                 speech.caller, kind="audio_speeches", endpoint=ENDPOINT, model=speech.model_name,
                 batch=speech.admission.lane is Lane.background, characters=speech.characters,

@@ -14,6 +14,7 @@ memory decoded; the transcription owns the spooled file and closes it when done.
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any, BinaryIO, TypeVar, cast
 import anyio.to_thread
 from pydantic import ValidationError
 
+from hearth import metrics
 from hearth.accounting.meter import Meter, UsageEvent
 from hearth.audio.decode import AudioDecodeError, iter_audio_chunks
 from hearth.caller import Caller
@@ -261,6 +263,7 @@ class TranscriptionService:
                                     admission=admission)
         info: TranscriptionInfo | None = None
         output_tokens = 0
+        started = time.perf_counter()
         try:
             async with aclosing(items):
                 async for item in items:
@@ -269,6 +272,9 @@ class TranscriptionService:
                     else:
                         output_tokens += len(item.tokens)
                     yield item
+            if info is not None:  # heard to the end: the whole duration took this long
+                metrics.record_real_time_factor(model.spec.id, "transcription",
+                                                time.perf_counter() - started, info.duration)
         finally:
             admission.release()  # already released if the engine's stream began
             if info is not None:
