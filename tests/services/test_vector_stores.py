@@ -40,6 +40,7 @@ from hearth.vector_stores.protocol import (
     SearchRequest,
 )
 from hearth.vector_stores.service import VectorStoreService
+from tests.conftest import pulled_model_dir
 from tests.services.conftest import CALLER, Hearth
 
 OTHER = Caller(organization_id=CALLER.organization_id, project_id="proj_other")
@@ -121,9 +122,8 @@ def test_chunks_overlap_by_the_strategy_and_are_exact_substrings() -> None:
 def test_cl100k_chunking_keeps_every_character() -> None:
     from hearth.engines.openai_tokens import RANKS_FILE, Cl100k
 
-    ranks = Settings().resolved_models_dir / "all-minilm-l6-v2" / RANKS_FILE
-    if not ranks.is_file():
-        pytest.skip("the embedding model (which carries cl100k_base) is not pulled")
+    # The embedding model's files carry cl100k_base; pulled once, like the live server's models.
+    ranks = pulled_model_dir("all-minilm-l6-v2") / RANKS_FILE
     text = "Zoë’s café — 数据 " * 200
     pieces = chunk(text, Strategy(100, 50), Cl100k(ranks))
     assert len(pieces) > 2 and all(piece in text for piece in pieces)

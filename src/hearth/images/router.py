@@ -11,6 +11,7 @@ from hearth.caller import Caller
 from hearth.errors import InvalidRequest, invalid_request
 from hearth.http.auth import ProjectCaller
 from hearth.http.deps import provide, require_json
+from hearth.http.disconnect import unless_client_leaves
 from hearth.http.multipart import StreamingForm
 from hearth.http.openapi import multipart_body
 from hearth.http.sse import sse_typed_response
@@ -21,14 +22,13 @@ from hearth.images.protocol import (
     ImagesResponse,
     ImageVariationForm,
 )
-from hearth.images.service import GPT_MAX_BYTES, Cancelled, ImageService
+from hearth.images.service import GPT_MAX_BYTES, ImageService
 
 router = APIRouter(tags=["images"])
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}, "text/event-stream": {}}}}
 Images = Annotated[ImageService, Depends(provide(ImageService))]
 # Logged when the client left before its pictures were ready (nginx's convention).
-CLIENT_CLOSED_REQUEST = 499
 Form = TypeVar("Form", bound=BaseModel)
 
 
@@ -68,11 +68,8 @@ async def create_image_variation(request: Request, caller: ProjectCaller, images
     form = _parse(ImageVariationForm, fields)
     if len(files) > 1:
         raise InvalidRequest("Only one image can be sent for variations.", param="image")
-    try:
-        return await images.vary(caller, form, files[0] if files else None,
-                                 base_url=str(request.base_url), disconnected=request.is_disconnected)
-    except Cancelled:
-        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    return await unless_client_leaves(request, images.vary(caller, form, files[0] if files else None,
+                                                           base_url=str(request.base_url)))
 
 
 @router.get("/images/content/{name}", include_in_schema=False)
@@ -87,11 +84,7 @@ async def _answer(plan: Any, request: Request, caller: Caller, images: ImageServ
     """A planned generation or edit: streamed as events, or whole (stopped if the client leaves)."""
     if plan.stream:
         return sse_typed_response(await images.stream(caller, plan))
-    try:
-        return await images.run(caller, plan, base_url=str(request.base_url),
-                                disconnected=request.is_disconnected)
-    except Cancelled:
-        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    return await unless_client_leaves(request, images.run(caller, plan, base_url=str(request.base_url)))
 
 
 async def _read_form(request: Request, file_fields: set[str]) -> tuple[list[Upload], dict[str, str]]:

@@ -28,8 +28,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import suppress
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -296,13 +295,6 @@ class _Expiring:
             return keys
 
 
-Disconnected = Callable[[], Awaitable[bool]]
-
-
-async def _never_disconnected() -> bool:
-    return False
-
-
 class ImageService:
     """Generations, edits and variations for any caller, and the pictures behind links."""
 
@@ -317,16 +309,12 @@ class ImageService:
 
     # -- the three endpoints ----------------------------------------------------------
 
-    async def generate(self, caller: Caller, body: CreateImageRequest, *, base_url: str = "",
-                       disconnected: Disconnected = _never_disconnected) -> ImagesResponse:
-        return await self.run(caller, self.plan_generation(body), base_url=base_url,
-                              disconnected=disconnected)
+    async def generate(self, caller: Caller, body: CreateImageRequest, *, base_url: str = "") -> ImagesResponse:
+        return await self.run(caller, self.plan_generation(body), base_url=base_url)
 
     async def edit(self, caller: Caller, form: ImageEditForm, images: list[Upload],
-                   mask: Upload | None, *, base_url: str = "",
-                   disconnected: Disconnected = _never_disconnected) -> ImagesResponse:
-        return await self.run(caller, await self.plan_edit(form, images, mask), base_url=base_url,
-                              disconnected=disconnected)
+                   mask: Upload | None, *, base_url: str = "") -> ImagesResponse:
+        return await self.run(caller, await self.plan_edit(form, images, mask), base_url=base_url)
 
     def plan_generation(self, body: CreateImageRequest) -> Plan:
         """The generation ``body`` asks for, checked (every refusal is raised here)."""
@@ -381,7 +369,7 @@ class ImageService:
         return plan
 
     async def vary(self, caller: Caller, form: ImageVariationForm, image: Upload | None, *,
-                   base_url: str = "", disconnected: Disconnected = _never_disconnected) -> ImagesResponse:
+                   base_url: str = "") -> ImagesResponse:
         name = form.model or "dall-e-2"
         family = family_of(name)
         if family in ("dall-e-3", "gpt-image"):
@@ -397,7 +385,7 @@ class ImageService:
         plan = Plan("image.variation", "/v1/images/variations", name, family, spec, "", form.n or 1,
                     width, height, "auto", form.response_format or "url", "png", None, False, False,
                     start=start, strength=VARIATION_STRENGTH)
-        return await self.run(caller, plan, base_url=base_url, disconnected=disconnected)
+        return await self.run(caller, plan, base_url=base_url)
 
     # -- links ------------------------------------------------------------------------
 
@@ -446,9 +434,12 @@ class ImageService:
             return None
         return spec if spec.kind == "image" else None
 
-    async def run(self, caller: Caller, plan: Plan, *, base_url: str = "",
-                  disconnected: Disconnected = _never_disconnected) -> ImagesResponse:
-        """Paint a plan's pictures and answer them whole."""
+    async def run(self, caller: Caller, plan: Plan, *, base_url: str = "") -> ImagesResponse:
+        """Paint a plan's pictures and answer them whole.
+
+        Cancelled (the HTTP layer cancels when the client hangs up), it stops
+        painting after the denoising step in progress; finished pictures are metered.
+        """
         model = await self.models.get(plan.spec)
         engine: DiffusionEngine = model.engine
         if plan.moderate:
@@ -457,16 +448,15 @@ class ImageService:
         stop = threading.Event()
         pictures_done: list[Picture] = []
         with await self.models.admit(model) as admission:
-            watcher = asyncio.create_task(_watch(disconnected, stop))
             try:
                 for _ in range(plan.n):
                     picture = await model.runner.run(_paint, engine, plan, stop.is_set,
                                                      admission=admission)
                     pictures_done.append(picture)
+            except asyncio.CancelledError:
+                stop.set()
+                raise
             finally:
-                watcher.cancel()
-                with suppress(asyncio.CancelledError):
-                    await watcher
                 if pictures_done:
                     self._record(caller, plan, len(pictures_done))
         encoded = await anyio.to_thread.run_sync(_encode_all, plan, pictures_done)
@@ -573,15 +563,6 @@ class ImageService:
                               output_format=plan.output_format,  # type: ignore[arg-type]
                               size=plan.size, quality=_quality_named(plan.quality),  # type: ignore[arg-type]
                               usage=self._usage(plan, engine, plan.n))
-
-
-async def _watch(disconnected: Disconnected, stop: threading.Event) -> None:
-    """Set ``stop`` once the client has gone (polled while the pictures are painted)."""
-    while not stop.is_set():
-        if await disconnected():
-            stop.set()
-            return
-        await asyncio.sleep(0.25)
 
 
 def _classify(checker: LoadedModel, prompt: str, images: list[bytes]) -> tuple[list[Any], list[Any]]:
