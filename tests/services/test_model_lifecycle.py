@@ -4,6 +4,7 @@ load options, and what /v1/models says is loaded."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import threading
 from collections.abc import Callable, Coroutine
@@ -16,8 +17,9 @@ from hearth.catalog.catalog import Catalog, ModelFile, ModelSpec
 from hearth.catalog.provision import ModelStore, _write_marker
 from hearth.engines import registry as registry_module
 from hearth.engines.registry import ModelRegistry
-from hearth.errors import ServiceUnavailable
-from hearth.models.service import ModelService
+from hearth.caller import Caller
+from hearth.errors import NotFound, ServiceUnavailable
+from hearth.models.service import AdaptedModel, ModelService
 from hearth.settings import Settings
 
 DEADLINE = 30.0
@@ -26,7 +28,15 @@ DEADLINE = 30.0
 class FakeEngine:
     def __init__(self, spec: ModelSpec) -> None:
         self.options = dict(spec.options)
+        self.adapters = tuple(spec.options.get("adapters", ()))
+        self.adapter: Path | None = None
         self.closed = threading.Event()
+
+    def with_adapter(self, adapter: Path) -> FakeEngine:
+        assert adapter in self.adapters
+        adapted = copy.copy(self)
+        adapted.adapter = adapter
+        return adapted
 
     def close(self) -> None:
         self.closed.set()
@@ -219,4 +229,69 @@ def test_models_on_the_gpu_count_against_the_gpu_budget(tmp_path: Path, loads: L
     assert (registry.memory_in_use("cpu"), registry.memory_in_use("cuda")) == (60, 60)
     assert {m.id: m.device for m in models.list().data if m.loaded} == {
         "a": "cpu", "a-alias": "cpu", "c": "cuda", "c-alias": "cuda"}
+    registry.shutdown()
+
+
+class Adapters:
+    """Fine-tuned models of base ``a``, each an adapter file, all in one project."""
+
+    def __init__(self, directory: Path, *names: str) -> None:
+        self.found: dict[str, AdaptedModel] = {}
+        for name in names:
+            path = directory / f"{name}.gguf"
+            path.write_bytes(b"lora")
+            self.found[f"ft:a:{name}"] = _Adapted(f"ft:a:{name}", "a", path)
+
+    def find(self, name: str, project_id: str) -> AdaptedModel | None:
+        return self.found.get(name)
+
+    def listed(self, project_id: str) -> list[AdaptedModel]:
+        return list(self.found.values())
+
+    def delete(self, name: str, project_id: str) -> None:
+        del self.found[name]
+
+
+class _Adapted:
+    def __init__(self, name: str, base_model: str, adapter: Path) -> None:
+        self.name, self.base_model, self.adapter = name, base_model, adapter
+        self.created, self.owned_by = 1, "org"
+
+
+def test_fine_tunes_share_their_base_engine_each_request_naming_its_adapter(tmp_path: Path, loads: Loads) -> None:
+    """The base loads once per new adapter, keeping those it had; an idle base is swapped at once,
+    a busy one finishes its request on the old engine before that engine closes."""
+    registry, models = build(tmp_path)
+    adapters = Adapters(tmp_path, "x", "y")
+    models.adapted = adapters
+    caller = Caller("org", "proj", "key")
+    x, y = adapters.found["ft:a:x"].adapter, adapters.found["ft:a:y"].adapter
+
+    async def scenario() -> None:
+        base = await models.load("a", "chat")
+        assert base.adapters == ()
+        tuned_x = await models.load("ft:a:x", "chat", caller)
+        assert (tuned_x.spec.id, tuned_x.engine.adapter, tuned_x.engine.adapters) == ("ft:a:x", x, (x,))
+        assert base.engine.closed.is_set(), "the idle base was replaced at once"
+        assert (await models.load("a", "chat")).runner is tuned_x.runner, "the fine-tune queues with its base"
+        assert {m.id: m.loaded for m in models.list(caller).data}["ft:a:y"] is False
+
+        busy = await models.admit(tuned_x)
+        tuned_y = await models.load("ft:a:y", "chat", caller)
+        assert tuned_y.engine.adapters == (x, y) and tuned_y.engine.adapter == y
+        assert tuned_y.runner is not tuned_x.runner
+        assert not tuned_x.engine.closed.is_set(), "the replaced engine still answers its request"
+        busy.release()
+        await asyncio.wait_for(asyncio.to_thread(tuned_x.engine.closed.wait), DEADLINE)
+
+        again = await models.load("ft:a:x", "chat", caller)
+        assert again.engine.adapters == (x, y) and again.runner is tuned_y.runner, "no reload for a known adapter"
+        assert all(m.loaded for m in models.list(caller).data if m.id.startswith("ft:"))
+        assert loaded_ids(registry) == ["a"]
+
+        with pytest.raises(NotFound):
+            await models.load("ft:a:z", "chat", caller)
+
+    run(scenario)
+    assert len(loads.engines["a"]) == 3
     registry.shutdown()

@@ -11,13 +11,14 @@ Every public method blocks; callers run them on worker threads.
 
 from __future__ import annotations
 
+import copy
 import json
 import queue
 import re
 import secrets
 import threading
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,12 +77,15 @@ class LlamaEngine:
 
     def __init__(self, model_path: Path, *, n_ctx: int, n_parallel: int, threads: int,
                  prompt_cache_mib: int = 256, gpu_layers: int = 0,
-                 lora_adapter: Path | None = None) -> None:
+                 adapters: Sequence[Path] = ()) -> None:
         params = xllamacpp.CommonParams()
         params.model.path = str(model_path)
-        if lora_adapter is not None:
-            # A fine-tuned model: llama.cpp applies the LoRA GGUF to the (quantized) base weights.
-            params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(lora_adapter), 1.0)]
+        # Fine-tuned models of this base: LoRA GGUFs llama.cpp applies to the (quantized) base
+        # weights, loaded switched off; each request names the one it wants (with_adapter).
+        self.adapters = tuple(adapters)
+        params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(path), 0.0) for path in self.adapters]
+        params.lora_init_without_apply = True
+        self._lora = _lora_scales(self.adapters, None)
         # llama.cpp splits n_ctx across slots; Hearth's n_ctx is the per-request window.
         params.n_ctx = n_ctx * n_parallel
         params.n_parallel = n_parallel
@@ -112,6 +116,15 @@ class LlamaEngine:
         self.n_parallel = n_parallel
         self.vocab_size: int = self._local_get("/v1/models")["data"][0]["meta"]["n_vocab"]
         self._fim = self._has_fim_tokens()
+
+    def with_adapter(self, adapter: Path) -> LlamaEngine:
+        """This engine answering as the fine-tuned model ``adapter`` (one of ``adapters``): the
+        same llama.cpp server, its slots and queue shared with the base and its other adapters."""
+        if adapter not in self.adapters:
+            raise ValueError(f"adapter {adapter} is not loaded")
+        adapted = copy.copy(self)
+        adapted._lora = _lora_scales(self.adapters, adapter)
+        return adapted
 
     # -- chat ----------------------------------------------------------------
 
@@ -208,6 +221,7 @@ class LlamaEngine:
         if "max_completion_tokens" in body:
             body["max_tokens"] = body.pop("max_completion_tokens")
         body["stream"] = stream
+        body.update(self._lora)
         forced_tools = _constrain_to_tool_call(body) if _forces_tool_call(body) else []
         _make_refs_resolvable(body)
         return body, forced_tools
@@ -256,6 +270,7 @@ class LlamaEngine:
     def _completion_body(self, request: Request, *, stream: bool) -> Request:
         body = _without(request, "model", "stream", "echo", "suffix", "best_of", "user")
         body["stream"] = stream
+        body.update(self._lora)
         suffix = request.get("suffix")
         if suffix:
             body["prompt"] = self._fill_in_middle(request.get("prompt", ""), suffix)
@@ -396,6 +411,16 @@ class LlamaEngine:
 
 
 # -- request shaping ----------------------------------------------------------
+
+
+def _lora_scales(adapters: Sequence[Path], chosen: Path | None) -> Request:
+    """The ``lora`` field of a request to a server with ``adapters``: the chosen one on, every
+    other off. Every request names them all: a base request that left the list out, sent after
+    an adapted one, came back garbled (llama.cpp kept part of the previous adapter state)."""
+    if not adapters:
+        return {}
+    return {"lora": [{"id": index, "scale": 1.0 if path == chosen else 0.0}
+                     for index, path in enumerate(adapters)]}
 
 
 def _without(request: Request, *keys: str) -> Request:

@@ -50,6 +50,11 @@ class LoadedModel:
     memory_mib: int = 0  # the estimate the memory budget counts
     device: str = "cpu"
 
+    @property
+    def adapters(self) -> tuple[Path, ...]:
+        """The LoRA adapters (fine-tuned models) the engine holds beside its base weights."""
+        return tuple(getattr(self.engine, "adapters", ()))
+
 
 @functools.cache
 def device_for(setting: str) -> Device:
@@ -90,7 +95,7 @@ def _load_llama(spec: ModelSpec, directory: Path, settings: Settings) -> tuple[A
                          threads=_threads(spec, settings) or os.cpu_count() or 2,
                          prompt_cache_mib=settings.llm_prompt_cache_mib,
                          gpu_layers=llama_gpu_layers(device_for(settings.device), spec.options),
-                         lora_adapter=Path(spec.options["lora"]) if "lora" in spec.options else None)
+                         adapters=spec.options.get("adapters", ()))
     # Each call blocks a thread while llama.cpp runs it in one of its slots.
     return engine, n_parallel
 
@@ -131,7 +136,9 @@ LOADERS: dict[str, Loader] = {
 
 
 class ModelNotPulled(RuntimeError):
-    pass
+    def __init__(self, model_id: str) -> None:
+        super().__init__(f"model {model_id} is not pulled; run `hearth models pull {model_id}`")
+        self.model_id = model_id
 
 
 class ModelMemoryExhausted(RuntimeError):
@@ -151,6 +158,7 @@ class ModelRegistry:
         self._budget_lock = asyncio.Lock()
         self._reserved: dict[str, tuple[str, int]] = {}  # (pool, MiB) held for models being loaded
         self._reaper: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()  # replaced models finishing their requests
 
     def is_servable(self, spec: ModelSpec) -> bool:
         # A loaded model is servable by definition; only the others need the
@@ -229,10 +237,7 @@ class ModelRegistry:
         if loaded is None or loaded.runner.in_flight:
             return False
         del self._loaded[model_id]
-        loaded.runner.shutdown()
-        close = getattr(loaded.engine, "close", None)
-        if close is not None:
-            await asyncio.to_thread(close)
+        await asyncio.to_thread(self._close, loaded)
         log.info("unloaded model %s", model_id)
         return True
 
@@ -261,17 +266,65 @@ class ModelRegistry:
 
         self._reaper = asyncio.get_running_loop().create_task(reap(), name="hearth-model-reaper")
 
-    def files_of(self, spec: ModelSpec) -> ModelSpec:
-        """The model whose files ``spec`` loads: itself, or for an adapted model (a fine-tune,
-        whose options name its catalog ``base`` and its ``lora`` adapter) that base."""
-        return self.catalog.resolve(spec.options["base"]) if "base" in spec.options else spec
+    async def adapted(self, base: ModelSpec, adapter: Path, spec: ModelSpec) -> LoadedModel:
+        """The fine-tuned model ``spec``: ``base`` answering with the LoRA ``adapter``.
+
+        A base holds every adapter asked of it since it loaded, in one engine, so its fine-tunes
+        share its weights, slots and queue and each request picks its adapter. An adapter the
+        loaded base lacks reloads the base with it added: at once when the base is idle, else
+        beside it, the old engine finishing its requests before it is unloaded.
+        """
+        loaded = await self.get(base)
+        if adapter not in loaded.adapters:
+            loaded = await self._reload_with(base, adapter)
+        return LoadedModel(spec, loaded.engine.with_adapter(adapter), loaded.runner,
+                           device=loaded.device)
+
+    async def _reload_with(self, base: ModelSpec, adapter: Path) -> LoadedModel:
+        async with self._locks.setdefault(base.id, asyncio.Lock()):
+            current = self._loaded.get(base.id)
+            if current is not None and adapter in current.adapters:
+                return current  # another request added it meanwhile
+            kept = tuple(path for path in current.adapters if path.is_file()) if current else ()
+            spec = self.with_options(replace(base, options={**base.options, "adapters": (*kept, adapter)}))
+            if current is not None and await self.unload(base.id):
+                current = None
+            log.info("loading model %s with %d adapters", base.id, len(kept) + 1)
+            memory = await self._make_room(spec)
+            try:
+                loaded = await asyncio.to_thread(self._load, spec)
+            finally:
+                self._reserved.pop(spec.id, None)
+            loaded.memory_mib = memory
+            if current is not None:
+                self._retire(current)
+            self._loaded[base.id] = loaded
+            return loaded
+
+    def _retire(self, model: LoadedModel) -> None:
+        """Unload a model replaced by a new load of itself once its requests are done."""
+        async def drain() -> None:
+            while model.runner.in_flight:
+                await asyncio.sleep(0.2)
+            # The model's metrics (labelled by its name) now belong to its successor: they stay.
+            await asyncio.to_thread(self._close, model, forget_metrics=False)
+            self._retiring.discard(task)
+
+        task = asyncio.get_running_loop().create_task(drain(), name=f"hearth-retire-{model.spec.id}")
+        self._retiring.add(task)
+
+    @staticmethod
+    def _close(model: LoadedModel, *, forget_metrics: bool = True) -> None:
+        model.runner.shutdown(forget_metrics=forget_metrics)
+        close = getattr(model.engine, "close", None)
+        if close is not None:
+            close()
 
     def _load(self, spec: ModelSpec) -> LoadedModel:
-        files = self.files_of(spec)
-        if not self.store.is_present(files):
-            raise ModelNotPulled(f"model {files.id} is not pulled; run `hearth models pull {files.id}`")
+        if not self.store.is_present(spec):
+            raise ModelNotPulled(spec.id)
         log.info("loading model %s", spec.id)
-        engine, workers = LOADERS[spec.engine](spec, self.store.dir_for(files), self.settings)
+        engine, workers = LOADERS[spec.engine](spec, self.store.dir_for(spec), self.settings)
         runner = ModelRunner(spec.id, workers=workers,
                              queue_depth=getattr(engine, "queue_depth", self.settings.queue_depth))
         return LoadedModel(spec, engine, runner, device=_device_of(spec, self.device, engine))
@@ -279,11 +332,10 @@ class ModelRegistry:
     def shutdown(self) -> None:
         if self._reaper is not None:
             self._reaper.cancel()
+        for task in self._retiring:
+            task.cancel()
         for loaded in self._loaded.values():
-            loaded.runner.shutdown()
-            close = getattr(loaded.engine, "close", None)
-            if close is not None:
-                close()
+            self._close(loaded)
         self._loaded.clear()
 
 

@@ -19,7 +19,9 @@ later ones take its thread (a queue of short requests completes one by one,
 not all at the end together), while a step a request is not ready for yet
 (its client still reading) leaves the thread to the next request. One
 exception keeps streams quick to start: a stream's first item runs ahead of
-other requests' later steps, then the stream takes its place in line.
+other requests' later steps, then the stream takes its place in line. Work
+that can be long (a moderation of a whole book) runs in several calls and
+yields its turn between them, letting the requests behind it interleave.
 
 Streams are pulled one item at a time on the model's threads, and a consumer
 that stops (a client that disconnected) closes the generator, which stops
@@ -74,6 +76,12 @@ class Admission:
         self.lane = lane
         self.turn = next(_admitted)
         self._release: Callable[[], None] | None = release
+
+    def yield_turn(self) -> None:
+        """Go to the back of the line: steps of requests admitted until now run before this one's
+        next. Long work done in several calls yields between them, so it cannot hold a model for
+        its whole length."""
+        self.turn = next(_admitted)
 
     def release(self) -> None:
         """Give the place back; safe to call more than once."""
@@ -317,9 +325,11 @@ class ModelRunner:
             finally:
                 pump.close()
 
-    def shutdown(self) -> None:
+    def shutdown(self, *, forget_metrics: bool = True) -> None:
         self.closed = True
         self._executor.shutdown()
+        if not forget_metrics:
+            return
         # An unloaded model leaves the metrics (a reload brings it back).
         per_model = [(self.name,)]
         per_lane = [(self.name, lane.name) for lane in Lane]

@@ -278,8 +278,8 @@ class FineTunedModels:
                                  job.finished_at or job.created_at, job.organization_id)
                     for job in repo.project_models(session, project_id)]
 
-    def delete(self, name: str, project_id: str) -> list[str]:
-        """Delete the fine-tuned model ``name``; returns the names it (and its checkpoints) served.
+    def delete(self, name: str, project_id: str) -> None:
+        """Delete the fine-tuned model ``name`` (its checkpoints go with it).
 
         Another project's model is refused (403); a name nobody owns is not found.
         """
@@ -295,11 +295,5 @@ class FineTunedModels:
                                          param="model", code="model_not_supported")
                 raise model_not_found(name)
             repo.set_values(session, job.id, model_deleted=True)
-            names = [name] + [f"{name}:ckpt-step-{step}" for step in _steps(session, job.id)]
-        return names
 
-
-def _steps(session: Any, job_id: str) -> list[int]:
-    page, _ = repo.list_checkpoints(session, job_id, PageRequest(limit=1000))
-    return [row.step_number for row in page]
 

@@ -8,7 +8,7 @@ errors, including the runner's ``ModelBusy`` (a 429 for online requests).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -50,7 +50,7 @@ class AdaptedModels(Protocol):
 
     def find(self, name: str, project_id: str) -> AdaptedModel | None: ...
     def listed(self, project_id: str) -> Sequence[AdaptedModel]: ...
-    def delete(self, name: str, project_id: str) -> list[str]: ...
+    def delete(self, name: str, project_id: str) -> None: ...
 
 
 FINE_TUNED_PREFIX = "ft:"
@@ -75,17 +75,14 @@ class ModelService:
 
     async def load(self, name: str, kind: str, caller: Caller | None = None) -> LoadedModel:
         """The loaded model ``name`` refers to (loaded on first use); a fine-tuned (``ft:``)
-        name only for the ``caller`` whose project owns it."""
-        if name.startswith(FINE_TUNED_PREFIX):
-            return await self.get(self._adapted_spec(name, kind, caller))
-        return await self.get(self.resolve(name, kind))
-
-    def _adapted_spec(self, name: str, kind: str, caller: Caller | None) -> ModelSpec:
-        """A fine-tuned model as a spec of its own: its base's, naming the base and the adapter."""
+        name only for the ``caller`` whose project owns it, answered by its base model's engine
+        with the fine-tune's adapter."""
+        if not name.startswith(FINE_TUNED_PREFIX):
+            return await self._loaded_or_error(self.registry.get(self.resolve(name, kind)))
         found = self._find_adapted(name, caller)
         base = self.resolve(found.base_model, kind)
-        return replace(base, id=name, aliases=(), created=found.created, owned_by=found.owned_by,
-                       options={**base.options, "base": base.id, "lora": str(found.adapter)})
+        spec = replace(base, id=name, aliases=(), created=found.created, owned_by=found.owned_by)
+        return await self._loaded_or_error(self.registry.adapted(base, found.adapter, spec))
 
     def _find_adapted(self, name: str, caller: Caller | None) -> AdaptedModel:
         found = None
@@ -96,10 +93,14 @@ class ModelService:
         return found
 
     async def get(self, spec: ModelSpec) -> LoadedModel:
+        return await self._loaded_or_error(self.registry.get(spec))
+
+    @staticmethod
+    async def _loaded_or_error(loading: Awaitable[LoadedModel]) -> LoadedModel:
         try:
-            return await self.registry.get(spec)
-        except ModelNotPulled:
-            raise model_not_found(spec.id) from None
+            return await loading
+        except ModelNotPulled as exc:
+            raise model_not_found(exc.model_id) from None
         except ModelMemoryExhausted as exc:
             raise ServiceUnavailable(str(exc), code="model_memory_exhausted") from None
 
@@ -148,8 +149,8 @@ class ModelService:
         """Only fine-tuned models can be deleted, by their owner; every catalog model is a base
         model, so it is refused, and any other name is not found."""
         if name.startswith(FINE_TUNED_PREFIX) and self.adapted is not None:
-            for served in self.adapted.delete(name, caller.project_id):
-                await self.registry.unload(served)
+            # Its adapter stays in a loaded base until the base next loads; no request reaches it.
+            self.adapted.delete(name, caller.project_id)
             return
         try:
             self.registry.catalog.resolve(name)
@@ -170,9 +171,11 @@ class ModelService:
 
 
 def _adapted_model(found: AdaptedModel, loaded: dict[str, LoadedModel]) -> Model:
-    model = loaded.get(found.name)
-    return Model(id=found.name, created=found.created, owned_by=found.owned_by, loaded=model is not None,
-                 device=model.device if model is not None else None)
+    base = loaded.get(found.base_model)
+    if base is not None and found.adapter not in base.adapters:
+        base = None
+    return Model(id=found.name, created=found.created, owned_by=found.owned_by, loaded=base is not None,
+                 device=base.device if base is not None else None)
 
 
 def _model(name: str, spec: ModelSpec, loaded: dict[str, LoadedModel]) -> Model:
