@@ -194,3 +194,21 @@ def test_malformed_bodies(http: httpx.Client) -> None:
     assert_envelope(http.post("/v1/moderations", content=b"input=x",
                               headers={"content-type": "text/plain"}),
                     415, code="unsupported_media_type")
+
+
+def test_an_input_over_32768_tokens_is_refused_and_one_within_is_scored_whole(client: OpenAI,
+                                                                               http: httpx.Client) -> None:
+    """A book-length input gets a 400 at once, not minutes of scoring; one just within the limit
+    is scored, and a harmful sentence buried in its middle still flags it."""
+    filler = "The committee met on Tuesday to review the annual budget of the library. "  # 14 tokens
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.moderations.create(input=filler * 2400)
+    assert (refused.value.code, refused.value.param) == ("context_length_exceeded", "input")
+    assert "32768" in refused.value.message
+    assert_envelope(http.post("/v1/moderations", json={"input": ["fine", filler * 2400]}), 400,
+                    param="input[1]", code="context_length_exceeded")
+
+    threat = "I am going to find where you live and beat you until you stop breathing. "
+    within = filler * 1000 + threat + filler * 1000
+    [result] = client.moderations.create(input=within).results
+    assert result.flagged and result.categories.harassment_threatening

@@ -44,6 +44,9 @@ from hearth.engines.whisper import (
 from hearth.models.service import ModelService
 from hearth.settings import Settings
 
+# How long a test waits on a thread it holds before giving up (a failure, never a timing check).
+DEADLINE = 30.0
+
 CALLER = Caller(organization_id="org_test", project_id="proj_test", api_key_id="key_test")
 CREATED = 1_700_000_000
 
@@ -336,10 +339,36 @@ def _image_result(score: float) -> ModerationResult:
 
 class FakeModeration:
     """Flags text that says "kill" as violence and the image bytes ``nsfw`` as sexual;
-    image bytes starting ``bad`` cannot be decoded."""
+    image bytes starting ``bad`` cannot be decoded. A text's pieces are its words; one over
+    ``MAX_WORDS`` is refused. ``scored`` keeps every ``score`` call's pieces; while ``gate`` is
+    set to an unset event, ``score`` waits for it."""
 
-    def classify(self, texts: Sequence[str]) -> list[ModerationResult]:
-        return [_text_result(0.9 if "kill" in text else 0.01) for text in texts]
+    MAX_WORDS = 1000
+
+    def __init__(self) -> None:
+        self.scored: list[list[str]] = []
+        self.gate: threading.Event | None = None
+
+    def prepare(self, texts: Sequence[str]) -> list[list[str]]:
+        for index, text in enumerate(texts):
+            if len(text.split()) > self.MAX_WORDS:
+                raise InputTooLong(index, len(text.split()), self.MAX_WORDS)
+        return [text.split() or [text] for text in texts]
+
+    def score(self, pieces: list[str]) -> np.ndarray:
+        self.scored.append(pieces)
+        if self.gate is not None:
+            self.gate.wait(DEADLINE)
+        return np.array([[0.9 if "kill" in piece else 0.01] for piece in pieces]).reshape(-1, 1)
+
+    @staticmethod
+    def combine(pieces: Sequence[Sequence[str]], scores: Sequence[np.ndarray]) -> list[ModerationResult]:
+        rows = np.vstack(scores)[:, 0] if scores else np.zeros(0)
+        results, start = [], 0
+        for text_pieces in pieces:
+            results.append(_text_result(float(rows[start:start + len(text_pieces)].max())))
+            start += len(text_pieces)
+        return results
 
     def classify_images(self, images: Sequence[bytes]) -> list[ModerationResult]:
         for index, image in enumerate(images):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from hearth.errors import APIError, InvalidRequest, NotFound
 from hearth.moderations.protocol import CreateModerationRequest, CreateModerationResponse
 from hearth.moderations.service import ModerationService
-from tests.services.conftest import CALLER, Hearth
+from tests.services.conftest import CALLER, DEADLINE, FakeModeration, Hearth
 
 MODEL = "omni-moderation-latest"
 
@@ -94,3 +95,43 @@ def test_a_model_that_cannot_moderate_is_refused(hearth: Hearth, model: str, err
         moderate(hearth, "hello", model=model)
 
     assert (refused.value.param, refused.value.code) == ("model", code)
+
+
+@pytest.mark.parametrize(("input_", "param"), [("word " * 1001, "input"), (["fine", "word " * 1001], "input[1]")])
+def test_an_input_over_the_token_limit_is_refused_before_any_is_scored(hearth: Hearth, input_: Any,
+                                                                        param: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        moderate(hearth, input_)
+    assert (refused.value.param, refused.value.code) == (param, "context_length_exceeded")
+    assert "1001 tokens" in refused.value.message and "1000" in refused.value.message
+    engine: FakeModeration = hearth.engine(MODEL)
+    assert engine.scored == [] and hearth.meter.events == []
+
+
+def test_a_long_input_lets_a_later_request_in_between_its_steps(hearth: Hearth) -> None:
+    """A text of three steps' pieces is scored a step a call; a request that arrives during the
+    first step is answered before the second, not after the whole long text."""
+    from hearth.moderations.service import STEP_PIECES
+
+    engine: FakeModeration = hearth.engine(MODEL)
+    engine.gate = threading.Event()
+    service = ModerationService(hearth.models, hearth.meter)
+    long_text = " ".join(f"w{i}" for i in range(3 * STEP_PIECES))
+
+    def request(text: str) -> CreateModerationRequest:
+        return CreateModerationRequest.model_validate({"model": MODEL, "input": text})
+
+    async def scenario() -> None:
+        long = asyncio.ensure_future(service.create(CALLER, request(long_text)))
+        while not engine.scored:  # the long text's first step is at the model, held by the gate
+            await asyncio.sleep(0.01)
+        short = asyncio.ensure_future(service.create(CALLER, request("kill it")))
+        queue = hearth.runner(MODEL)._executor._tasks
+        while queue.qsize() < 1:  # the short request is queued behind the held step
+            await asyncio.sleep(0.01)
+        engine.gate.set()  # type: ignore[union-attr]
+        results = await asyncio.wait_for(asyncio.gather(long, short), DEADLINE)
+        assert [r.results[0].flagged for r in results] == [False, True]
+
+    asyncio.run(scenario())
+    assert [len(pieces) for pieces in engine.scored] == [STEP_PIECES, 2, STEP_PIECES, STEP_PIECES]

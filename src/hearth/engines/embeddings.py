@@ -98,6 +98,10 @@ class EmbeddingEngine:
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
         return [encoding.ids for encoding in encodings]
 
+    def count(self, text: str) -> int:
+        """How many tokens of this model's vocabulary ``text`` is (special tokens not counted)."""
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
     def split(self, text: str, max_tokens: int) -> list[str]:
         """Cuts a text at token boundaries into pieces of at most ``max_tokens`` tokens."""
         offsets = self._tokenizer.encode(text, add_special_tokens=False).offsets

@@ -28,7 +28,7 @@ from typing import Literal
 
 import numpy as np
 
-from hearth.engines.embeddings import EmbeddingEngine
+from hearth.engines.embeddings import EmbeddingEngine, InputTooLong
 from hearth.engines.nsfw import MODEL_FILE as NSFW_MODEL_FILE
 from hearth.engines.nsfw import NsfwClassifier
 from hearth.engines.toxicity import ToxicityModel
@@ -64,6 +64,9 @@ IMAGE_THRESHOLD = 0.5
 # messages, a pooled embedding of a long text dilutes one bad sentence, and the
 # BiLSTM only reads a text's last 100 words.
 PIECE_TOKENS = 128
+# The longest text one input may be, in this model's tokens: the context OpenAI gives its text
+# moderation models. Longer ones are refused rather than scored for minutes.
+MAX_INPUT_TOKENS = 32_768
 SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
 
 # Ridge penalty on the standardized features, chosen by leave-one-out error on
@@ -123,18 +126,38 @@ class ModerationEngine:
         return results
 
     def classify(self, texts: Sequence[str]) -> list[ModerationResult]:
-        pieces = [self._pieces(text) for text in texts]
-        flat = [piece for text_pieces in pieces for piece in text_pieces]
-        piece_scores = self._scores(flat) if flat else np.zeros((0, len(CATEGORIES)))
+        """One result per text, in one go: ``prepare``, ``score`` and ``combine`` together."""
+        pieces = self.prepare(texts)
+        return self.combine(pieces, [self.score([piece for text in pieces for piece in text])])
+
+    def prepare(self, texts: Sequence[str]) -> list[list[str]]:
+        """Each text as the pieces it is scored in; a text over ``MAX_INPUT_TOKENS`` is refused
+        (``InputTooLong``) before any is scored."""
+        pieces = []
+        for index, text in enumerate(texts):
+            count = self._embedder.count(text)
+            if count > MAX_INPUT_TOKENS:
+                raise InputTooLong(index, count, MAX_INPUT_TOKENS)
+            pieces.append(self._pieces(text, count))
+        return pieces
+
+    def score(self, pieces: list[str]) -> np.ndarray:
+        """Every category's score for each piece (rows in order); pieces can be scored in any grouping."""
+        return self._scores(pieces) if pieces else np.zeros((0, len(CATEGORIES)))
+
+    @staticmethod
+    def combine(pieces: Sequence[Sequence[str]], scores: Sequence[np.ndarray]) -> list[ModerationResult]:
+        """Each text's result from its pieces' scores (``scores``: the rows for every piece of
+        every text, in order, in as many arrays as they were scored in): its worst piece decides."""
+        rows = np.vstack(scores) if scores else np.zeros((0, len(CATEGORIES)))
         results, start = [], 0
         for text_pieces in pieces:
-            scores = piece_scores[start : start + len(text_pieces)].max(axis=0)
+            results.append(_result(rows[start : start + len(text_pieces)].max(axis=0)))
             start += len(text_pieces)
-            results.append(_result(scores))
         return results
 
-    def _pieces(self, text: str) -> list[str]:
-        if len(self._embedder.split(text, PIECE_TOKENS)) == 1:
+    def _pieces(self, text: str, count: int) -> list[str]:
+        if count <= PIECE_TOKENS:
             return [text]
         sentences = [s for s in SENTENCE_BREAK.split(text) if s.strip()]
         return [piece for s in sentences for piece in self._embedder.split(s, PIECE_TOKENS)]

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 
 from hearth.accounting.meter import Meter, UsageEvent
 from hearth.caller import Caller
+from hearth.engines.embeddings import InputTooLong
 from hearth.engines.moderation import ModerationEngine
 from hearth.engines.moderation import ModerationResult as EngineResult
 from hearth.engines.nsfw import ImageDecodeError
+from hearth.engines.runner import Admission, ModelRunner
 from hearth.errors import InvalidRequest
 from hearth.models.service import ModelService
 from hearth.moderations.protocol import (
@@ -76,12 +78,6 @@ def _image_bytes(url: str, param: str) -> bytes:
                              code="invalid_image_url") from None
 
 
-def _score(engine: ModerationEngine, texts: list[str], images: list[bytes]
-           ) -> tuple[list[EngineResult], list[EngineResult]]:
-    """Runs on the model's thread: every text and image of the request, in two batches."""
-    return engine.classify(texts), engine.classify_images(images)
-
-
 def _merged(results: Sequence[EngineResult]) -> ModerationResult:
     """One result for the parts of one input: each category's worst part decides it."""
     first = results[0]
@@ -98,6 +94,10 @@ def _merged(results: Sequence[EngineResult]) -> ModerationResult:
     )
 
 
+# Pieces (of at most 128 tokens) one model call scores: about half a second on two cores.
+STEP_PIECES = 32
+
+
 class ModerationService:
     """Moderation for any caller."""
 
@@ -109,14 +109,19 @@ class ModerationService:
                      background: bool = False) -> CreateModerationResponse:
         model = await self.models.load(body.model, "moderation")
         inputs = _inputs(body)
-        # Every text and every image of the request go to the engine in one call, then back
-        # to their input.
+        # Every text and every image of the request go to the engine together (texts in steps),
+        # then their results back to their input.
         texts = [text for item in inputs for text in item.texts]
         images = [image for item in inputs for image in item.images]
         try:
             with await self.models.admit(model, background=background) as admission:
-                text_results, image_results = await model.runner.run(
-                    _score, model.engine, texts, images, admission=admission)
+                text_results = await self._texts(model.runner, model.engine, texts, admission)
+                image_results = await model.runner.run(model.engine.classify_images, images,
+                                                       admission=admission) if images else []
+        except InputTooLong as exc:
+            raise InvalidRequest(f"{exc} Split the text into several inputs.",
+                                 param=f"input[{exc.index}]" if isinstance(body.input, list) else "input",
+                                 code="context_length_exceeded") from None
         except ImageDecodeError as exc:
             params = [param for item in inputs for param in item.image_params]
             raise InvalidRequest(f"The image could not be read: {exc.reason}.",
@@ -134,3 +139,16 @@ class ModerationService:
             results.append(_merged(parts))
         return CreateModerationResponse(id=f"modr-{secrets.token_hex(16)}", model=body.model,
                                         results=results)
+
+    @staticmethod
+    async def _texts(runner: ModelRunner, engine: ModerationEngine, texts: list[str],
+                     admission: Admission) -> list[EngineResult]:
+        """Each text's result, scored ``STEP_PIECES`` pieces a model call: between the calls of a
+        long request, requests waiting at the model take their turn."""
+        pieces = await runner.run(engine.prepare, texts, admission=admission)
+        flat = [piece for text_pieces in pieces for piece in text_pieces]
+        scores = []
+        for start in range(0, len(flat), STEP_PIECES):
+            scores.append(await runner.run(engine.score, flat[start:start + STEP_PIECES], admission=admission))
+            admission.yield_turn()
+        return engine.combine(pieces, scores)
