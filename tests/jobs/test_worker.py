@@ -216,3 +216,29 @@ def test_schedules_of_its_kinds_are_run(live_queue: JobQueue) -> None:
         assert live_queue.enqueue_due_schedules() != []
 
     asyncio.run(scenario())
+
+
+def test_a_job_enqueued_in_this_process_wakes_the_worker(db: Database, live_queue: JobQueue) -> None:
+    """The worker here polls once an hour: a job enqueued in its own transaction, or in a caller's
+    once that commits, is claimed at once all the same."""
+    done: list[int] = []
+
+    async def note(ctx: JobContext) -> None:
+        done.append(ctx.payload["n"])
+
+    def enqueue_with_other_rows() -> None:
+        with db.session() as session:
+            live_queue.enqueue_in(session, "note", {"n": 2})
+
+    async def scenario() -> None:
+        worker = Worker(live_queue, {"note": note}, lease_seconds=LEASE, poll_interval=3600)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        await asyncio.to_thread(live_queue.enqueue, "note", {"n": 1})
+        await until(lambda: done == [1])
+        await asyncio.to_thread(enqueue_with_other_rows)
+        await until(lambda: done == [1, 2])
+        stop.set()
+        await asyncio.wait_for(task, DEADLINE)
+
+    asyncio.run(scenario())

@@ -261,8 +261,10 @@ class BatchJobs:
                 if not await to_thread.run_sync(self._record, batch.id, results):
                     stop.set()
 
+        # Twice as many workers as places: while one records its answers, another already holds
+        # the place it left, so the model never waits on the database between lines.
         async with asyncio.TaskGroup() as group:
-            for _ in range(min(self.line_concurrency, len(groups))):
+            for _ in range(min(2 * self.line_concurrency, len(groups))):
                 group.create_task(work())
 
     async def _answer(self, endpoint: str, caller: Caller, lines: list[Line]) -> list[LineResult]:

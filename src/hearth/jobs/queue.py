@@ -29,7 +29,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, and_, case, func, or_, select, true, update
+from sqlalchemy import ColumnElement, Update, and_, case, event, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -101,6 +101,19 @@ class JobQueue:
     def __init__(self, db: Database, *, now: Callable[[], float] = time.time) -> None:
         self._db = db
         self._now = now
+        # Called once a transaction that enqueued a job commits: this process's workers claim it
+        # at once instead of at their next poll (workers elsewhere still find it by polling).
+        self._on_enqueued: list[Callable[[], None]] = []
+
+    def on_enqueued(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` (from whichever thread committed) after each commit that enqueued a
+        job; returns the function that stops it."""
+        self._on_enqueued.append(callback)
+        return lambda: self._on_enqueued.remove(callback)
+
+    def _announce(self, _: Session) -> None:
+        for callback in list(self._on_enqueued):
+            callback()
 
     # -- producers --------------------------------------------------------------------------
 
@@ -121,6 +134,8 @@ class JobQueue:
                   status=JobStatus.QUEUED, attempts=0, max_attempts=max_attempts,
                   run_at=now if run_at is None else run_at, cancel_requested=False, created_at=now)
         session.add(job)
+        if self._on_enqueued and not event.contains(session, "after_commit", self._announce):
+            event.listen(session, "after_commit", self._announce)
         return job.id
 
     def cancel(self, job_id: str) -> JobStatus | None:

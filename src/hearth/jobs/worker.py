@@ -21,6 +21,7 @@ lease runs out. Every database call runs in a thread: the loop never blocks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import enum
 import logging
@@ -135,14 +136,27 @@ class Worker:
         """
         running: dict[asyncio.Task[None], _Execution] = {}
         stopping = asyncio.create_task(stop.wait())
+        # A job enqueued in this process wakes the worker at once; others are found by polling.
+        enqueued = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: this worker has stopped
+                loop.call_soon_threadsafe(enqueued.set)
+
+        forget = self._queue.on_enqueued(wake)
         try:
             while not stop.is_set():
+                enqueued.clear()
                 await self._fill(running, stop)
-                await asyncio.wait({stopping, *running}, timeout=self._poll_interval,
+                woken = asyncio.create_task(enqueued.wait())
+                await asyncio.wait({stopping, woken, *running}, timeout=self._poll_interval,
                                    return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
                 for task in [task for task in running if task.done()]:
                     del running[task]
         finally:
+            forget()
             stopping.cancel()
             for execution in running.values():
                 execution.stop(_StopReason.SHUTDOWN)
