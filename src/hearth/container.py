@@ -160,7 +160,7 @@ async def open_container(settings: Settings, *, load_models: bool = True) -> Asy
                                    file_search=FileSearch(vector_stores, vector_store_jobs))
         # Fine-tuned (ft:) models resolve through the fine-tuning area, per project.
         models.adapted = FineTunedModels(db)
-        fine_tuning_jobs = FineTuningJobs(db, jobs, storage, models, settings)
+        fine_tuning_jobs = FineTuningJobs(db, jobs, storage, models, meter, settings)
         await anyio.to_thread.run_sync(fine_tuning_jobs.recover)
         container = Container(
             settings=settings, db=db, registry=registry, meter=meter, jobs=jobs, models=models,

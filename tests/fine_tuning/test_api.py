@@ -170,6 +170,50 @@ def test_a_job_teaches_a_visible_habit(ft: OpenAI, ft_server: LiveServer, traine
     assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices).startswith(HABIT)
 
 
+def test_the_fine_tuned_model_calls_tools_and_follows_schemas_like_its_base(ft: OpenAI,
+                                                                         trained: FineTuningJob) -> None:
+    """It is served by its base's engine (the adapter chosen per request), so everything the base
+    does works: a forced tool call with valid arguments, and structured output."""
+    name = trained.fine_tuned_model
+    assert name is not None
+    weather = {"type": "function", "function": {
+        "name": "get_weather", "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+                       "additionalProperties": False}}}
+    called = ft.chat.completions.create(model=name, tools=[weather], tool_choice="required", max_tokens=64, temperature=0,
+                                        messages=[{"role": "user", "content": "Weather in Oslo?"}])
+    [call] = called.choices[0].message.tool_calls or []
+    assert call.function.name == "get_weather" and "city" in json.loads(call.function.arguments)
+    assert called.choices[0].finish_reason == "tool_calls"
+
+    schema = {"type": "object", "properties": {"animal": {"type": "string", "maxLength": 24},
+                                               "legs": {"type": "integer", "minimum": 0, "maximum": 100}},
+              "required": ["animal", "legs"], "additionalProperties": False}
+    shaped = ft.chat.completions.create(
+        model=name, max_tokens=200, temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "animal", "strict": True, "schema": schema}},
+        messages=[{"role": "user", "content": "Describe a spider as JSON."}])
+    parsed = json.loads(shaped.choices[0].message.content or "")
+    assert set(parsed) == {"animal", "legs"} and isinstance(parsed["legs"], int)
+    assert {model.id: model.loaded for model in ft.models.list().data}[name] is True
+
+
+def test_the_tokens_trained_on_are_a_line_item_of_the_costs(ft_server: LiveServer, trained: FineTuningJob) -> None:
+    def training_items() -> list[dict[str, Any]]:
+        response = httpx.get(f"{ft_server.base_url}/v1/organization/costs",
+                             params={"start_time": trained.created_at - 86_400, "group_by": ["line_item"]},
+                             headers={"Authorization": f"Bearer {ft_server.admin_key}"})
+        assert response.status_code == 200, response.text
+        return [result for bucket in response.json()["data"] for result in bucket["results"]
+                if result["line_item"] == f"{BASE}, training tokens"]
+
+    deadline = time.monotonic() + 60
+    while not (items := training_items()):  # the meter writes its events a second or so later
+        assert time.monotonic() < deadline, "no training line item"
+        time.sleep(0.5)
+    assert sum(item["quantity"] for item in items) >= trained.trained_tokens
+
+
 def test_the_model_belongs_to_its_project(ft: OpenAI, other: OpenAI, trained: FineTuningJob) -> None:
     name = trained.fine_tuned_model
     assert name is not None

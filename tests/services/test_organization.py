@@ -64,7 +64,8 @@ def org(tmp_path: Path) -> Iterator[Org]:
     with db.session() as session:
         first = bootstrap(session)
     assert first is not None
-    settings = Settings(data_dir=tmp_path, prices={"model-a": {"input_tokens": 2.0, "output_tokens": 4.0}})
+    settings = Settings(data_dir=tmp_path, prices={"model-a": {"input_tokens": 2.0, "output_tokens": 4.0,
+                                                                   "training_tokens": 3.0}})
     limits = ProjectLimits(db, ModelLimits(max_requests_per_1_minute=100, max_tokens_per_1_minute=1000),
                            cache_seconds=60)
     admin = OrganizationCaller(first.organization.id, api_key_id=first.admin_key.record.id,
@@ -319,6 +320,7 @@ def test_usage_endpoints_shape_each_kind_and_costs_price_it(org: Org) -> None:
                   _event("p1", "audio_transcriptions", "model-b", seconds=12.6),
                   _event("p1", "vector_stores", "model-b", requests=0, bytes=4096),
                   _event("p1", "code_interpreter_sessions", "model-b", sessions=1),
+                  _event("p1", "fine_tuning", "model-a", input_tokens=5000),
                   _event("p1", "completions", "model-a", input_tokens=1, output_tokens=1, at=86_400)):
         meter.record(event)
     assert meter.flush()
@@ -353,13 +355,16 @@ def test_usage_endpoints_shape_each_kind_and_costs_price_it(org: Org) -> None:
 
     costs = org.usage.costs(org.admin, day)
     assert_matches_schema(costs.model_dump(mode="json"), "UsageResponse")
-    # model-a: 1010 input tokens at $2/M and 505 output tokens at $4/M; everything else is free.
-    assert costs.data[0].results[0]["amount"] == {"value": pytest.approx((1010 * 2 + 505 * 4) / 1e6), "currency": "usd"}
+    # model-a: 1010 input tokens at $2/M, 505 output tokens at $4/M and 5000 trained on at $3/M;
+    # everything else is free.
+    assert costs.data[0].results[0]["amount"] == {"value": pytest.approx((1010 * 2 + 505 * 4 + 5000 * 3) / 1e6),
+                                                  "currency": "usd"}
     by_item = org.usage.costs(org.admin, UsageQuery(**{**day.__dict__, "group_by": ["project_id", "line_item"]}))
     items = {(r["project_id"], r["line_item"]): r["amount"]["value"] for r in by_item.data[0].results}
     assert items[("p1", "model-a, input tokens")] == pytest.approx(1000 * 2 / 1e6)
     assert items[("p2", "model-a, output tokens")] == pytest.approx(5 * 4 / 1e6)
     assert items[("p1", "model-b, characters")] == 0
+    assert items[("p1", "model-a, training tokens")] == pytest.approx(5000 * 3 / 1e6)
     with pytest.raises(InvalidRequest):
         org.usage.costs(org.admin, UsageQuery(start_time=1, bucket_width="1h"))
     meter.close()

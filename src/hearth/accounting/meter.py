@@ -47,7 +47,7 @@ log = logging.getLogger("hearth.accounting")
 # What was used, named as the Usage API names its endpoints; ``files`` is storage the API does not report.
 UsageKind = Literal[
     "completions", "embeddings", "moderations", "images", "audio_speeches", "audio_transcriptions",
-    "vector_stores", "code_interpreter_sessions", "files",
+    "vector_stores", "code_interpreter_sessions", "files", "fine_tuning",
 ]
 
 # The quantities of an event that the Usage API sums, each a column of ``usage_events``.

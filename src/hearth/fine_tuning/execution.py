@@ -35,6 +35,7 @@ from typing import Any
 
 from anyio import to_thread
 
+from hearth.accounting.meter import Meter, UsageEvent
 from hearth.caller import Caller
 from hearth.engines.training import PARENT_ENV, TrainingSpec
 from hearth.files import service as files
@@ -89,11 +90,12 @@ def fine_tuned_name(row: FineTuningJobRow) -> str:
 
 class FineTuningJobs:
     def __init__(self, db: Database, jobs: JobQueue, storage: FileStorage, models: ModelService,
-                 settings: Settings) -> None:
+                 meter: Meter, settings: Settings) -> None:
         self.db = db
         self.jobs = jobs
         self.storage = storage
         self.models = models
+        self.meter = meter
         self.settings = settings
         self.root = settings.data_dir / "fine_tuning"
         self._slots = asyncio.Semaphore(max(1, settings.fine_tuning_concurrency))
@@ -352,6 +354,9 @@ class FineTuningJobs:
                 repo.add_event(session, row.id, at, f"New fine-tuned model created: {name}")
                 repo.add_event(session, row.id, at, "The job has successfully completed")
         if moved:
+            # Once, by the run that moved the job: the tokens trained on, a line item of the costs.
+            self.meter.record(UsageEvent(caller, kind="fine_tuning", endpoint="/v1/fine_tuning/jobs",
+                                         model=row.model, input_tokens=int(outcome["trained_tokens"])))
             # What only resuming needed: the optimizer state beside each checkpoint's adapter.
             for state in work.glob("ckpt-step-*/state.pt"):
                 state.unlink(missing_ok=True)

@@ -4,7 +4,9 @@ Each usage endpoint is one kind of event, summed per bucket by
 ``hearth.accounting.usage_queries`` and shaped as that endpoint's result
 object. Costs are the same sums priced by the settings' price table
 (``HEARTH_PRICES``): local models cost nothing unless an operator prices
-them, so by default every amount is 0.
+them, so by default every amount is 0. Fine-tuning has no usage endpoint in
+the API; the tokens a job trained on are a line item of the costs
+(``<model>, training tokens``, priced as ``training_tokens``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ SHAPES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
 PRICE_UNITS: dict[str, float] = {
     "input_tokens": 1e6, "input_cached_tokens": 1e6, "output_tokens": 1e6, "input_audio_tokens": 1e6,
     "output_audio_tokens": 1e6, "characters": 1e6, "seconds": 60.0, "images": 1.0, "sessions": 1.0,
-    "bytes": float(1 << 30),
+    "bytes": float(1 << 30), "training_tokens": 1e6,
 }
 # The units each kind of usage is billed by.
 BILLED: dict[str, tuple[str, ...]] = {
@@ -52,8 +54,11 @@ BILLED: dict[str, tuple[str, ...]] = {
                     "output_audio_tokens"),
     "embeddings": ("input_tokens",), "moderations": ("input_tokens",), "images": ("images",),
     "audio_speeches": ("characters",), "audio_transcriptions": ("seconds",), "vector_stores": ("bytes",),
-    "code_interpreter_sessions": ("sessions",),
+    "code_interpreter_sessions": ("sessions",), "fine_tuning": ("input_tokens",),
 }
+# A unit priced (and named in line items) differently for one kind: the tokens a fine-tuning job
+# trained on are recorded as its input tokens.
+PRICED_AS: dict[tuple[str, str], str] = {("fine_tuning", "input_tokens"): "training_tokens"}
 
 
 @dataclass(frozen=True)
@@ -126,10 +131,11 @@ class UsageService:
                         quantity = _unit_value(result, unit)
                         if not quantity:
                             continue
-                        price = self.settings.prices.get(result.model or "", {}).get(unit, 0.0)
+                        priced = PRICED_AS.get((kind, unit), unit)
+                        price = self.settings.prices.get(result.model or "", {}).get(priced, 0.0)
                         key = (result.project_id if "project_id" in query.group_by else None,
-                               f"{result.model}, {unit.replace('_', ' ')}" if "line_item" in query.group_by else None)
-                        totals[key][0] += quantity / PRICE_UNITS[unit] * price
+                               f"{result.model}, {priced.replace('_', ' ')}" if "line_item" in query.group_by else None)
+                        totals[key][0] += quantity / PRICE_UNITS[priced] * price
                         totals[key][1] += quantity
             if not totals and not query.group_by:
                 totals[(None, None)] = [0.0, 0.0]
