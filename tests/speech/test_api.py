@@ -14,6 +14,7 @@ import pytest
 
 from tests.audio_utils import decode, decode_pcm16
 from tests.conftest import LiveServer
+from tests.ops.test_ops import scrape, value
 from tests.spec import assert_matches_schema
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the riverbank."
@@ -216,29 +217,47 @@ def test_transcription_model_is_not_a_voice_model(client: openai.OpenAI) -> None
 
 # Concurrency -------------------------------------------------------------------
 
+def speech_metric(server: LiveServer, name: str, **labels: str) -> float:
+    return value(scrape(server.base_url), name, **labels)
+
+
 def test_other_requests_answer_while_speech_is_synthesized(server: LiveServer) -> None:
+    """Synthesis runs on the model's thread, never the event loop: while a long speech is still
+    in progress (it holds its place at the model until its last sentence), /v1/models answers."""
     client = server.client()
-    text = " ".join(["A long passage keeps the speech model busy for a while."] * 12)
+    text = " ".join(["A long passage keeps the speech model busy for a while."] * 30)
     worker = threading.Thread(target=lambda: client.audio.speech.create(
         model="tts-1", voice="alloy", input=text, response_format="pcm"))
+    in_flight = {"name": "hearth_model_requests_in_flight", "model": "kokoro-82m", "lane": "online"}
     worker.start()
-    time.sleep(0.5)
-    started = time.perf_counter()
+    deadline = time.monotonic() + 60
+    while speech_metric(server, **in_flight) < 1:
+        assert time.monotonic() < deadline, "the speech request never started"
+        time.sleep(0.05)
     assert client.models.list().data
-    assert time.perf_counter() - started < 0.5
+    assert speech_metric(server, **in_flight) == 1, "the speech ended before /v1/models answered"
     worker.join()
 
 
-def test_disconnect_stops_synthesis(server: LiveServer) -> None:
-    client = server.client()
+@pytest.mark.parametrize(("model", "stream_format"), [("tts-1", "audio"), ("gpt-4o-mini-tts", "sse")])
+def test_disconnect_stops_synthesis(server: LiveServer, model: str, stream_format: str) -> None:
+    """A client that hangs up after the first piece stops the synthesis, audio or SSE: the
+    abandoned request makes (and is metered for) a few sentences of audio, not the sixty it asked
+    for (about 200 seconds)."""
+    spoken = {"name": "hearth_audio_seconds_total", "model": model, "kind": "audio_speeches"}
+    before = speech_metric(server, **spoken)
     long_text = " ".join(["This long request will be abandoned after its first sentence."] * 60)
-    with client.audio.speech.with_streaming_response.create(
-            model="tts-1", voice="alloy", input=long_text, response_format="pcm") as response:
+    with httpx.stream("POST", f"{server.base_url}/v1/audio/speech", timeout=60,
+                      headers={"Authorization": f"Bearer {server.api_key}"},
+                      json={"model": model, "voice": "alloy", "input": long_text, "response_format": "pcm",
+                            "stream_format": stream_format}) as response:
+        assert response.status_code == 200
         next(response.iter_bytes())
-    # The model has one worker: if the abandoned request still ran, this would wait for it.
-    started = time.perf_counter()
-    client.audio.speech.create(model="tts-1", voice="alloy", input="Quick.", response_format="pcm")
-    assert time.perf_counter() - started < 5
+    deadline = time.monotonic() + 120
+    while (made := speech_metric(server, **spoken) - before) == 0:
+        assert time.monotonic() < deadline, "the abandoned synthesis never ended"
+        time.sleep(0.2)
+    assert 0 < made < 40, f"{made:.0f} s of audio made for a client that left after the first sentence"
 
 
 # A second, minimal server: authentication off, no queue beyond the one worker.
