@@ -349,6 +349,10 @@ class FakeModeration:
         self.scored: list[list[str]] = []
         self.gate: threading.Event | None = None
 
+    def classify(self, texts: Sequence[str]) -> list[ModerationResult]:
+        pieces = self.prepare(texts)
+        return self.combine(pieces, [self.score([piece for text in pieces for piece in text])])
+
     def prepare(self, texts: Sequence[str]) -> list[list[str]]:
         for index, text in enumerate(texts):
             if len(text.split()) > self.MAX_WORDS:
