@@ -176,14 +176,18 @@ class ModelRegistry:
         lock = self._locks.setdefault(spec.id, asyncio.Lock())
         async with lock:
             if (loaded := self._loaded.get(spec.id)) is None:
-                spec = self.with_options(spec)
-                memory = await self._make_room(spec)
-                try:
-                    loaded = await asyncio.to_thread(self._load, spec)
-                finally:
-                    self._reserved.pop(spec.id, None)
-                loaded.memory_mib = memory
+                loaded = await self._load_within_budget(self.with_options(spec))
                 self._loaded[spec.id] = loaded
+        return loaded
+
+    async def _load_within_budget(self, spec: ModelSpec) -> LoadedModel:
+        """Load ``spec`` (off the event loop) once the memory budget has room for it."""
+        memory = await self._make_room(spec)
+        try:
+            loaded = await asyncio.to_thread(self._load, spec)
+        finally:
+            self._reserved.pop(spec.id, None)
+        loaded.memory_mib = memory
         return loaded
 
     def with_options(self, spec: ModelSpec) -> ModelSpec:
@@ -290,12 +294,7 @@ class ModelRegistry:
             if current is not None and await self.unload(base.id):
                 current = None
             log.info("loading model %s with %d adapters", base.id, len(kept) + 1)
-            memory = await self._make_room(spec)
-            try:
-                loaded = await asyncio.to_thread(self._load, spec)
-            finally:
-                self._reserved.pop(spec.id, None)
-            loaded.memory_mib = memory
+            loaded = await self._load_within_budget(spec)
             if current is not None:
                 self._retire(current)
             self._loaded[base.id] = loaded
