@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from hearth.caller import Caller
 from hearth.catalog.catalog import Catalog, ModelFile, ModelSpec
 from hearth.catalog.provision import ModelStore, _write_marker
 from hearth.engines import registry as registry_module
 from hearth.engines.registry import ModelRegistry
-from hearth.caller import Caller
 from hearth.errors import NotFound, ServiceUnavailable
 from hearth.models.service import AdaptedModel, ModelService
 from hearth.settings import Settings
