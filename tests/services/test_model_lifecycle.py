@@ -281,8 +281,14 @@ def test_fine_tunes_share_their_base_engine_each_request_naming_its_adapter(tmp_
         assert tuned_y.engine.adapters == (x, y) and tuned_y.engine.adapter == y
         assert tuned_y.runner is not tuned_x.runner
         assert not tuned_x.engine.closed.is_set(), "the replaced engine still answers its request"
+        assert registry.memory_in_use() == 2 * 60, "a draining engine's memory still counts"
         busy.release()
         await asyncio.wait_for(asyncio.to_thread(tuned_x.engine.closed.wait), DEADLINE)
+        for _ in range(int(DEADLINE / 0.01)):  # the drain forgets the engine once it has closed it
+            if registry.memory_in_use() == 60:
+                break
+            await asyncio.sleep(0.01)
+        assert registry.memory_in_use() == 60
 
         again = await models.load("ft:a:x", "chat", caller)
         assert again.engine.adapters == (x, y) and again.runner is tuned_y.runner, "no reload for a known adapter"

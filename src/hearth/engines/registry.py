@@ -158,7 +158,8 @@ class ModelRegistry:
         self._budget_lock = asyncio.Lock()
         self._reserved: dict[str, tuple[str, int]] = {}  # (pool, MiB) held for models being loaded
         self._reaper: asyncio.Task[None] | None = None
-        self._retiring: set[asyncio.Task[None]] = set()  # replaced models finishing their requests
+        # Models replaced by a new load of themselves, finishing their requests; their memory counts.
+        self._retiring: dict[asyncio.Task[None], LoadedModel] = {}
 
     def is_servable(self, spec: ModelSpec) -> bool:
         # A loaded model is servable by definition; only the others need the
@@ -200,8 +201,10 @@ class ModelRegistry:
         return sorted(self._loaded.values(), key=lambda model: model.runner.last_used)
 
     def memory_in_use(self, pool: str = "cpu") -> int:
-        """MiB the loaded models (and those loading) take by estimate, in host RAM or on the GPU."""
-        return sum(m.memory_mib for m in self._loaded.values() if m.device == pool) + \
+        """MiB the loaded models (and those loading or draining) take by estimate, in host RAM or on
+        the GPU."""
+        models = [*self._loaded.values(), *self._retiring.values()]
+        return sum(m.memory_mib for m in models if m.device == pool) + \
             sum(mib for (reserved_pool, mib) in self._reserved.values() if reserved_pool == pool)
 
     async def _make_room(self, spec: ModelSpec) -> int:
@@ -307,10 +310,10 @@ class ModelRegistry:
                 await asyncio.sleep(0.2)
             # The model's metrics (labelled by its name) now belong to its successor: they stay.
             await asyncio.to_thread(self._close, model, forget_metrics=False)
-            self._retiring.discard(task)
+            del self._retiring[task]
 
         task = asyncio.get_running_loop().create_task(drain(), name=f"hearth-retire-{model.spec.id}")
-        self._retiring.add(task)
+        self._retiring[task] = model
 
     @staticmethod
     def _close(model: LoadedModel, *, forget_metrics: bool = True) -> None:
@@ -331,8 +334,10 @@ class ModelRegistry:
     def shutdown(self) -> None:
         if self._reaper is not None:
             self._reaper.cancel()
-        for task in self._retiring:
+        for task, draining in self._retiring.items():
             task.cancel()
+            self._close(draining, forget_metrics=False)
+        self._retiring.clear()
         for loaded in self._loaded.values():
             self._close(loaded)
         self._loaded.clear()
