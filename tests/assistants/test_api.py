@@ -12,13 +12,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from openai import AssistantEventHandler, OpenAI
 from openai.types.beta import AssistantStreamEvent
 
 from tests.conftest import LiveServer
+from tests.raw_http import Raw
 from tests.spec import assert_matches_schema
 from tests.storage_backends import new_project_key
 
@@ -43,28 +43,9 @@ def event_schema(name: str) -> str:
     return "RunObject"
 
 
-class Raw:
-    """Raw HTTP with an ``OpenAI-Beta`` header, for schema checks and for v1."""
-
-    def __init__(self, server: LiveServer, version: str | None = "v2", api_key: str | None = None) -> None:
-        headers = {"Authorization": f"Bearer {api_key or server.api_key}"}
-        if version:
-            headers["OpenAI-Beta"] = f"assistants={version}"
-        self.http = httpx.Client(base_url=f"{server.base_url}/v1", headers=headers, timeout=120)
-
-    def __call__(self, method: str, path: str, schema: str | None = None, status: int = 200,
-                 **kwargs: Any) -> dict[str, Any]:
-        response = self.http.request(method, path, **kwargs)
-        assert response.status_code == status, response.text
-        body = response.json()
-        if schema:
-            assert_matches_schema(body, schema)
-        return body
-
-
 @pytest.fixture(scope="module")
 def raw(server: LiveServer) -> Iterator[Raw]:
-    client = Raw(server)
+    client = Raw(server, beta="assistants=v2")
     yield client
     client.http.close()
 
@@ -119,10 +100,10 @@ def test_assistants_threads_and_messages_through_the_sdk(client: OpenAI, raw: Ra
 
 
 def test_the_beta_header_chooses_the_version_and_is_required(server: LiveServer, raw: Raw) -> None:
-    missing = Raw(server, version=None)
+    missing = Raw(server)
     body = missing("GET", "/assistants", status=400)
     assert body["error"]["type"] == "invalid_request_error" and "OpenAI-Beta" in body["error"]["message"]
-    assert Raw(server, version="v3")("GET", "/assistants", status=400)["error"]["code"] == "invalid_beta"
+    assert Raw(server, beta="assistants=v3")("GET", "/assistants", status=400)["error"]["code"] == "invalid_beta"
     missing.http.close()
     # v1's routes are not part of v2.
     assistant = raw("POST", "/assistants", json={"model": MODEL})
@@ -288,7 +269,7 @@ def test_another_project_cannot_see_the_objects(server: LiveServer, client: Open
 
 
 def test_a_v1_flow_with_raw_http(client: OpenAI, server: LiveServer) -> None:
-    v1 = Raw(server, version="v1")
+    v1 = Raw(server, beta="assistants=v1")
     notes = client.files.create(file=("notes.txt", io.BytesIO(b"Rivers flow to the sea.")), purpose="assistants")
     extra = client.files.create(file=("more.txt", io.BytesIO(b"More notes.")), purpose="assistants")
 

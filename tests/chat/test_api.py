@@ -17,7 +17,7 @@ from openai import OpenAI
 
 from tests.conftest import LiveServer
 from tests.http.test_foundation import assert_envelope
-from tests.ops.test_ops import scrape, value
+from tests.ops.test_ops import metric
 from tests.spec import assert_matches_schema
 
 MODEL = "gpt-4o-mini"
@@ -352,11 +352,8 @@ def test_disconnected_streams_stop_generating(server: LiveServer, client: OpenAI
     """Four long streams fill every slot, and their clients leave after a few chunks: each stops
     within a few tokens (as metered when it ends) instead of running on to its 4000, and the
     slots are free for the next request."""
-    def metric(name: str, **labels: str) -> float:
-        return value(scrape(server.base_url), name, **labels)
-
     generated = {"name": "hearth_tokens_total", "model": MODEL, "kind": "completions", "direction": "output"}
-    before = metric(**generated)
+    before = metric(server.base_url, **generated)
     body = {"model": MODEL, "messages": user("Write a very long story about a dragon."),
             "max_tokens": 4000, "stream": True}
     with httpx.Client(base_url=server.base_url, timeout=60,
@@ -367,10 +364,10 @@ def test_disconnected_streams_stop_generating(server: LiveServer, client: OpenAI
                     pass
 
     deadline = time.monotonic() + 120
-    while metric("hearth_model_requests_in_flight", lane="online") > 0:
+    while metric(server.base_url, "hearth_model_requests_in_flight", lane="online") > 0:
         assert time.monotonic() < deadline, "the abandoned streams are still generating"
         time.sleep(0.2)
-    assert metric(**generated) - before < 4 * 200
+    assert metric(server.base_url, **generated) - before < 4 * 200
     completion = client.chat.completions.create(model=MODEL, messages=user("Say hi."), max_tokens=3)
     assert completion.choices[0].message.content
 

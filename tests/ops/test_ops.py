@@ -39,6 +39,11 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return sum(v for (n, have), v in samples.items() if n == name and wanted <= have)
 
 
+def metric(base_url: str, name: str, **labels: str) -> float:
+    """One metric of the live server now: the sum of its samples with these labels."""
+    return value(scrape(base_url), name, **labels)
+
+
 def families(base_url: str) -> set[str]:
     return {family.name for family in text_string_to_metric_families(httpx.get(f"{base_url}/metrics").text)}
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.audio_utils import decode, decode_pcm16
 from tests.conftest import LiveServer
-from tests.ops.test_ops import scrape, value
+from tests.ops.test_ops import metric
 from tests.spec import assert_matches_schema
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the riverbank."
@@ -214,10 +214,6 @@ def test_transcription_model_is_not_a_voice_model(client: openai.OpenAI) -> None
 
 # Concurrency -------------------------------------------------------------------
 
-def speech_metric(server: LiveServer, name: str, **labels: str) -> float:
-    return value(scrape(server.base_url), name, **labels)
-
-
 def test_other_requests_answer_while_speech_is_synthesized(server: LiveServer) -> None:
     """Synthesis runs on the model's thread, never the event loop: while a long speech is still
     in progress (it holds its place at the model until its last sentence), /v1/models answers."""
@@ -228,11 +224,11 @@ def test_other_requests_answer_while_speech_is_synthesized(server: LiveServer) -
     in_flight = {"name": "hearth_model_requests_in_flight", "model": "kokoro-82m", "lane": "online"}
     worker.start()
     deadline = time.monotonic() + 60
-    while speech_metric(server, **in_flight) < 1:
+    while metric(server.base_url, **in_flight) < 1:
         assert time.monotonic() < deadline, "the speech request never started"
         time.sleep(0.05)
     assert client.models.list().data
-    assert speech_metric(server, **in_flight) == 1, "the speech ended before /v1/models answered"
+    assert metric(server.base_url, **in_flight) == 1, "the speech ended before /v1/models answered"
     worker.join()
 
 
@@ -242,7 +238,7 @@ def test_disconnect_stops_synthesis(server: LiveServer, model: str, stream_forma
     abandoned request makes (and is metered for) a few sentences of audio, not the sixty it asked
     for (about 200 seconds)."""
     spoken = {"name": "hearth_audio_seconds_total", "model": model, "kind": "audio_speeches"}
-    before = speech_metric(server, **spoken)
+    before = metric(server.base_url, **spoken)
     long_text = " ".join(["This long request will be abandoned after its first sentence."] * 60)
     with httpx.stream("POST", f"{server.base_url}/v1/audio/speech", timeout=60,
                       headers={"Authorization": f"Bearer {server.api_key}"},
@@ -251,7 +247,7 @@ def test_disconnect_stops_synthesis(server: LiveServer, model: str, stream_forma
         assert response.status_code == 200
         next(response.iter_bytes())
     deadline = time.monotonic() + 120
-    while (made := speech_metric(server, **spoken) - before) == 0:
+    while (made := metric(server.base_url, **spoken) - before) == 0:
         assert time.monotonic() < deadline, "the abandoned synthesis never ended"
         time.sleep(0.2)
     assert 0 < made < 40, f"{made:.0f} s of audio made for a client that left after the first sentence"

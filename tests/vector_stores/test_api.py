@@ -11,13 +11,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from openai import OpenAI
 
 from hearth.store.db import Database
 from tests.conftest import LiveServer
+from tests.raw_http import Raw
 from tests.spec import assert_matches_schema
 from tests.storage_backends import new_project_key
 
@@ -53,23 +53,6 @@ def docx_bytes(paragraphs: list[str]) -> bytes:
     out = io.BytesIO()
     document.save(out)
     return out.getvalue()
-
-
-class Raw:
-    def __init__(self, server: LiveServer, api_key: str | None = None, beta: str | None = None) -> None:
-        headers = {"Authorization": f"Bearer {api_key or server.api_key}"}
-        if beta:
-            headers["OpenAI-Beta"] = beta
-        self.http = httpx.Client(base_url=f"{server.base_url}/v1", headers=headers, timeout=120)
-
-    def __call__(self, method: str, path: str, schema: str | None = None, status: int = 200,
-                 **kwargs: Any) -> dict[str, Any]:
-        response = self.http.request(method, path, **kwargs)
-        assert response.status_code == status, response.text
-        body = response.json()
-        if schema:
-            assert_matches_schema(body, schema)
-        return body
 
 
 @pytest.fixture(scope="module")
